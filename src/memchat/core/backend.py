@@ -1,0 +1,61 @@
+"""The backend seam: one method that streams chunks, usage on the last one."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .messages import Message
+from .tokens import TokenCounter
+
+__all__ = ["ChatBackend", "Chunk", "GenerationParams", "Usage"]
+
+
+@dataclass(frozen=True, slots=True)
+class GenerationParams:
+    """Sampling settings; ``cache_key`` names the conversation so a backend can keep its cache."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    seed: int | None = None
+    stop: tuple[str, ...] = ()
+    cache_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token usage of one call; ``cached_tokens`` is the prompt share served from a cache."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cached_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """A piece of the reply. The last chunk carries ``finish_reason`` and ``usage``."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """A model. ``stream`` must raise only memchat errors and release resources when closed."""
+
+    @property
+    def model(self) -> str: ...
+
+    @property
+    def context_window(self) -> int | None: ...
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]: ...
+
+    def token_counter(self) -> TokenCounter: ...

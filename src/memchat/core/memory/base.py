@@ -1,0 +1,133 @@
+"""What every memory strategy shares: the budget, the result, and window assembly."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from ..errors import UsageError
+from ..history import History
+from ..messages import Message
+
+__all__ = ["Budget", "Context", "MemoryStrategy", "Recalled", "assemble"]
+
+
+@dataclass(frozen=True, slots=True)
+class Budget:
+    """A context window and the share of it kept free for the reply."""
+
+    window: int
+    reserve_for_reply: int = 0
+
+    def __post_init__(self) -> None:
+        if self.window <= 0:
+            raise UsageError(f"the token budget must be positive, got {self.window}")
+        if not 0 <= self.reserve_for_reply < self.window:
+            raise UsageError(
+                f"reserve_for_reply ({self.reserve_for_reply}) must be at least 0 and smaller "
+                f"than the window ({self.window})"
+            )
+
+    @property
+    def available(self) -> int:
+        """Tokens the prompt may use."""
+        return self.window - self.reserve_for_reply
+
+
+@dataclass(frozen=True, slots=True)
+class Recalled:
+    """An old round brought back by retrieval, with its score."""
+
+    round: tuple[Message, ...]
+    score: float
+
+
+@dataclass(slots=True)
+class Context:
+    """What a strategy chose: the messages to send and what it left out, and why."""
+
+    messages: list[Message]
+    dropped: list[Message] = field(default_factory=list)
+    tokens: int = 0
+    strategy: str = ""
+    notes: list[str] = field(default_factory=list)
+    pinned: list[Message] = field(default_factory=list)
+    summary: Message | None = None
+    summarized: list[Message] = field(default_factory=list)
+    recalled: list[Recalled] = field(default_factory=list)
+
+    @property
+    def trimmed(self) -> bool:
+        return bool(self.dropped)
+
+    def to_wire(self) -> list[dict[str, str]]:
+        return [m.to_wire() for m in self.messages]
+
+
+class MemoryStrategy(Protocol):
+    """A pure function of (history, budget) -> Context. Never touches storage or network."""
+
+    @property
+    def name(self) -> str: ...
+
+    def select(self, history: History, budget: Budget) -> Context: ...
+
+
+def limit_for(history: History, budget: Budget) -> int:
+    """Tokens left for rounds once the system prompt and reply priming are paid."""
+    limit = budget.available - history.overhead - history.system_tokens
+    if limit < 0:
+        raise UsageError(
+            f"the budget ({budget.available} tokens after the reply reserve) is smaller than "
+            f"the system prompt ({history.system_tokens + history.overhead} tokens)"
+        )
+    return limit
+
+
+def pinned_before(history: History, start: int) -> list[int]:
+    return [i for i in history.pinned_rounds if i < start]
+
+
+def assemble(history: History, start: int, name: str, notes: list[str] | None = None) -> Context:
+    """System + pinned rounds before ``start`` + rounds[start:]; the rest is dropped."""
+    pinned_idx = pinned_before(history, start)
+    pinned_set = set(pinned_idx)
+    msgs = list(history.system)
+    pinned: list[Message] = []
+    for i in pinned_idx:
+        pinned.extend(history.rounds[i])
+    msgs.extend(pinned)
+    dropped = [m for i in range(start) if i not in pinned_set for m in history.rounds[i]]
+    for r in history.rounds[start:]:
+        msgs.extend(r)
+    tokens = (
+        history.system_tokens
+        + history.overhead
+        + sum(history.round_tokens(i) for i in pinned_idx)
+        + history.span_tokens(start)
+    )
+    notes = list(notes or [])
+    if dropped:
+        notes.append(f"dropped {len(dropped)} older messages ({start} rounds) to fit the budget")
+    return Context(msgs, dropped, tokens, name, notes, pinned=pinned)
+
+
+def fit_start(history: History, limit: int, start: int = 0) -> int:
+    """The smallest start >= ``start`` whose window plus earlier pinned rounds fit ``limit``.
+
+    Walks back from the newest round, so the cost is O(rounds kept).
+    """
+    n = len(history.rounds)
+    pinned_total = sum(history.round_tokens(i) for i in history.pinned_rounds)
+    used = 0
+    s = n
+    while s > start:
+        i = s - 1
+        cost = history.round_tokens(i)
+        if i in history._pinned:  # already counted in pinned_total
+            cost = 0
+        if used + cost + pinned_total > limit:
+            break
+        used += cost
+        s = i
+    return s

@@ -1,0 +1,232 @@
+"""ChatSession: history + memory strategy + backend (+ optional store). Turns are atomic."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from dataclasses import replace
+
+from .backend import ChatBackend, GenerationParams, Usage
+from .errors import BackendError, ContextTooLong, UsageError
+from .history import History
+from .memory import Budget, CacheAware, Context, MemoryStrategy
+from .memory.base import limit_for
+from .messages import Message
+from .meter import MeterReading, Price
+from .store import Store
+from .tokens import TokenCounter, message_tokens
+from .truncate import cut_to_tokens
+
+__all__ = ["ChatSession", "Reply"]
+
+log = logging.getLogger("memchat")
+
+DEFAULT_WINDOW = 4096
+
+
+class Reply:
+    """The streaming reply to one ``send``.
+
+    Iterate it for text chunks. The user message and the reply are committed together when the
+    stream ends; if the backend fails, or the caller stops early (``close()``, ``break``), the
+    history is exactly as it was before.
+    """
+
+    def __init__(self, session: ChatSession, message: Message, notices: list[str]) -> None:
+        self._session = session
+        self.message = message
+        self.notices = notices
+        self.text = ""
+        self.usage: Usage | None = None
+        self.context: Context | None = None
+        self.done = False
+        self._gen = session._run(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._gen
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Cancel: stop the backend and commit nothing."""
+        self._gen.close()
+
+    def consume(self) -> str:
+        """Read the whole reply and return its text."""
+        for _ in self._gen:
+            pass
+        return self.text
+
+
+class ChatSession:
+    """A conversation with memory.
+
+    ``send(text)`` returns a ``Reply`` to iterate; ``context_for(text)`` shows what would be sent.
+    """
+
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        strategy: MemoryStrategy | None = None,
+        budget: Budget | None = None,
+        system_prompt: str | None = None,
+        history: Iterable[Message] = (),
+        params: GenerationParams | None = None,
+        counter: TokenCounter | None = None,
+        store: Store | None = None,
+        conversation_id: str | None = None,
+        price: Price | None = None,
+    ) -> None:
+        self.backend = backend
+        self.counter = counter or backend.token_counter()
+        self.strategy: MemoryStrategy = strategy or CacheAware()
+        window = budget.window if budget else (backend.context_window or DEFAULT_WINDOW)
+        self.budget = budget or Budget(window, min(512, window // 4))
+        self.params = params or GenerationParams()
+        self.store = store
+        self.conversation_id = conversation_id
+        self.price = price
+        self.history = History(history, self.counter)
+        if system_prompt is not None:
+            self.history.set_system(system_prompt)
+        self.last_context: Context | None = None
+        self.last_usage: Usage | None = None
+        self.total_cost: float | None = None
+        self.on_notice: Callable[[str], None] | None = None
+
+    # -- turns ------------------------------------------------------------------------------
+    def send(self, text: str) -> Reply:
+        """Start a turn. Raises UsageError for an empty message before anything is sent."""
+        if not isinstance(text, str) or not text.strip():
+            raise UsageError("the message is empty")
+        message, notices = self._fit_input(text)
+        return Reply(self, message, notices)
+
+    def ask(self, text: str) -> str:
+        """Send and return the whole reply text."""
+        return self.send(text).consume()
+
+    def _fit_input(self, text: str) -> tuple[Message, list[str]]:
+        limit = limit_for(self.history, self.budget) - self.counter.per_message
+        pinned = sum(self.history.round_tokens(i) for i in self.history.pinned_rounds)
+        cut = cut_to_tokens(text, max(0, limit - pinned), self.counter)
+        if not cut.text:
+            raise UsageError(f"the budget leaves no room for a message ({limit - pinned} tokens)")
+        notices = []
+        if cut.was_cut:
+            notices.append(
+                f"your message was too long for the context: kept {cut.kept_tokens:,} tokens, "
+                f"cut {cut.cut_tokens:,} tokens ({cut.cut_chars:,} characters) at a sentence end"
+            )
+        return Message("user", cut.text), notices
+
+    def _run(self, reply: Reply) -> Generator[str, None, None]:
+        self.history.append(reply.message)
+        committed = False
+        try:
+            yield from self._stream_with_retry(reply)
+            self._commit(reply)
+            committed = True
+        except BackendError as exc:
+            exc.user_text = reply.message.content
+            raise
+        finally:
+            if not committed:
+                self.history.pop_last_round()
+
+    def _stream_with_retry(self, reply: Reply) -> Iterator[str]:
+        budget = self.budget
+        for attempt in (1, 2):
+            reply.context = self.strategy.select(self.history, budget)
+            started = False
+            try:
+                for chunk in self.backend.stream(reply.context.messages, self._params()):
+                    if chunk.text:
+                        started = True
+                        reply.text += chunk.text
+                        yield chunk.text
+                    if chunk.usage is not None:
+                        reply.usage = chunk.usage
+                return
+            except ContextTooLong:
+                if started or attempt == 2:
+                    raise
+                budget = Budget(budget.window - budget.available // 4, budget.reserve_for_reply)
+                self._notice(reply, "context too long for the model: trimmed harder and retried")
+
+    def _params(self) -> GenerationParams:
+        if self.params.cache_key is None and self.conversation_id:
+            return replace(self.params, cache_key=self.conversation_id)
+        return self.params
+
+    def _commit(self, reply: Reply) -> None:
+        answer = Message("assistant", reply.text)
+        message_tokens(answer, self.counter)
+        if self.store is not None and self.conversation_id is not None:
+            self.store.append(self.conversation_id, [reply.message, answer])
+        self.history.append(answer)
+        reply.done = True
+        self.last_context = reply.context
+        self.last_usage = reply.usage
+        if self.price is not None and reply.usage is not None:
+            self.total_cost = (self.total_cost or 0.0) + self.price.cost(reply.usage)
+
+    def _notice(self, reply: Reply, text: str) -> None:
+        log.info(text)
+        reply.notices.append(text)
+        if self.on_notice:
+            self.on_notice(text)
+
+    # -- inspection -------------------------------------------------------------------------
+    def context_for(self, text: str) -> Context:
+        """Exactly what would be sent if ``text`` were sent now (nothing is changed)."""
+        message, notices = self._fit_input(text)
+        self.history.append(message)
+        try:
+            context = self.strategy.select(self.history, self.budget)
+        finally:
+            self.history.pop_last_round()
+        context.notes[:0] = notices
+        return context
+
+    def meter(self) -> MeterReading:
+        """How full the window was on the last turn, and what it cost."""
+        ctx = self.last_context
+        tokens = ctx.tokens if ctx else self.history.system_tokens + self.history.overhead
+        usage = self.last_usage
+        cost = self.price.cost(usage) if self.price and usage else None
+        return MeterReading(
+            context_tokens=tokens,
+            window=self.budget.window,
+            exact=self.counter.exact,
+            usage=usage,
+            cost=cost,
+            total_cost=self.total_cost,
+            trimmed=bool(ctx and ctx.trimmed),
+        )
+
+    # -- editing ----------------------------------------------------------------------------
+    def set_system(self, text: str | None) -> None:
+        self.history.set_system(text)
+
+    def reset(self) -> None:
+        """Forget every round; the system prompt stays."""
+        system = self.history.system
+        self.history = History(system, self.counter)
+
+    def forget(self, message_ids: Sequence[str]) -> None:
+        """Remove messages from the history (and the store)."""
+        for mid in message_ids:
+            self.history.find(mid)
+        if self.store is not None and self.conversation_id is not None:
+            self.store.delete_messages(self.conversation_id, message_ids)
+        self.history = self.history.copy_without(message_ids)
+
+    def pin(self, message_id: str, pinned: bool = True) -> None:
+        """Pin a message so its round is always sent (or unpin it)."""
+        self.history.find(message_id).pinned = pinned
+        if self.store is not None and self.conversation_id is not None:
+            self.store.set_pinned(self.conversation_id, message_id, pinned)
+        self.history = self.history.rebuild()

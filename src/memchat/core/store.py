@@ -1,0 +1,85 @@
+"""The storage seam: conversations of messages, each turn appended atomically."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from .messages import Message
+
+__all__ = ["ConversationInfo", "Store", "SummaryRecord"]
+
+
+@dataclass(frozen=True, slots=True)
+class ConversationInfo:
+    id: str
+    title: str
+    created_at: float
+    updated_at: float
+    message_count: int = 0
+    total_tokens: int = 0
+    owner: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class SummaryRecord:
+    """A running summary of a conversation's older rounds.
+
+    ``covers_until`` is the id of the newest message folded into it; ``version`` grows by one
+    with each update (older versions are kept by the store).
+    """
+
+    text: str
+    covers_until: str
+    version: int
+    created_at: float
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Where conversations live. Implementations: memory, SQLite, PostgreSQL."""
+
+    def create_conversation(self, title: str = "", *, owner: str = "") -> ConversationInfo: ...
+
+    def get_conversation(self, conversation_id: str) -> ConversationInfo: ...
+
+    def find_conversation(self, id_or_title: str, *, owner: str = "") -> ConversationInfo: ...
+
+    def list_conversations(self, *, owner: str = "") -> list[ConversationInfo]: ...
+
+    def rename_conversation(self, conversation_id: str, title: str) -> None: ...
+
+    def delete_conversation(self, conversation_id: str) -> None: ...
+
+    def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
+        """Append messages in one transaction: all of them or none."""
+        ...
+
+    def load(self, conversation_id: str) -> list[Message]: ...
+
+    def delete_messages(self, conversation_id: str, message_ids: Sequence[str]) -> None: ...
+
+    def set_pinned(self, conversation_id: str, message_id: str, pinned: bool) -> None: ...
+
+    def get_summary(self, conversation_id: str) -> SummaryRecord | None:
+        """The newest summary version, or None."""
+        ...
+
+    def save_summary(self, conversation_id: str, text: str, covers_until: str) -> SummaryRecord:
+        """Store a new summary version (version = previous + 1)."""
+        ...
+
+    def clear_summary(self, conversation_id: str) -> None:
+        """Drop every summary version (after a forget, so it is rebuilt)."""
+        ...
+
+    def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:
+        """Store embedding vectors (float32 bytes) by message id for one embedding model."""
+        ...
+
+    def get_vectors(self, conversation_id: str, model: str) -> dict[str, bytes]:
+        """Every stored vector of a conversation for one embedding model, by message id."""
+        ...
+
+    def close(self) -> None: ...
