@@ -224,6 +224,14 @@ class ChatSession:
             self.store.delete_messages(self.conversation_id, message_ids)
         self.history = self.history.copy_without(message_ids)
 
+    def undo_last(self) -> str:
+        """Remove the newest round (for regenerate / edit-and-resend); returns its user text."""
+        if not self.history.rounds:
+            raise UsageError("there is no turn to undo")
+        last = self.history.rounds[-1]
+        self.forget([m.id for m in last])
+        return next((m.content for m in last if m.role == "user"), "")
+
     def pin(self, message_id: str, pinned: bool = True) -> None:
         """Pin a message so its round is always sent (or unpin it)."""
         self.history.find(message_id).pinned = pinned

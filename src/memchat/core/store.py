@@ -44,13 +44,26 @@ class Store(Protocol):
 
     def get_conversation(self, conversation_id: str) -> ConversationInfo: ...
 
-    def find_conversation(self, id_or_title: str, *, owner: str = "") -> ConversationInfo: ...
+    def find_conversation(self, id_or_title: str, *, owner: str = "") -> ConversationInfo:
+        """An owner's conversation by id, exact title or unique id prefix; else NotFound."""
+        ...
 
-    def list_conversations(self, *, owner: str = "") -> list[ConversationInfo]: ...
+    def list_conversations(self, *, owner: str = "") -> list[ConversationInfo]:
+        """An owner's conversations, most recently updated first (``owner`` matches exactly)."""
+        ...
+
+    def search_conversations(self, query: str, *, owner: str = "") -> list[ConversationInfo]:
+        """An owner's conversations whose title or any message contains ``query``.
+
+        Case-insensitive for ASCII letters; newest first, like ``list_conversations``.
+        """
+        ...
 
     def rename_conversation(self, conversation_id: str, title: str) -> None: ...
 
-    def delete_conversation(self, conversation_id: str) -> None: ...
+    def delete_conversation(self, conversation_id: str) -> None:
+        """Delete a conversation with its messages, summaries and vectors."""
+        ...
 
     def append(self, conversation_id: str, messages: Sequence[Message]) -> None:
         """Append messages in one transaction: all of them or none."""
@@ -68,6 +81,10 @@ class Store(Protocol):
 
     def save_summary(self, conversation_id: str, text: str, covers_until: str) -> SummaryRecord:
         """Store a new summary version (version = previous + 1)."""
+        ...
+
+    def list_summaries(self, conversation_id: str) -> list[SummaryRecord]:
+        """Every stored summary version, oldest first."""
         ...
 
     def clear_summary(self, conversation_id: str) -> None:

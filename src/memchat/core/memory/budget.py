@@ -52,10 +52,10 @@ class CacheAware:
         total = history.span_tokens(0)
         high = math.floor(self.high * room)
         chunk = max(1, math.floor((self.high - self.low) * room))
-        start = 0
+        grid = 0
         if total > high:
             steps = math.ceil((total - high) / chunk)
-            start = min(history.first_round_at(steps * chunk), len(history.rounds))
-        # the grid cut may still be too big (a huge newest round, pinned rounds): walk further
-        start = fit_start(history, limit, start)
+            grid = min(history.first_round_at(steps * chunk), len(history.rounds) - 1)
+        # the smallest start that fits; the grid cut is used when it keeps less than that
+        start = max(fit_start(history, limit), grid)
         return assemble(history, start, self.name)

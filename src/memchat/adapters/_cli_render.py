@@ -1,0 +1,169 @@
+"""Rich renderings shared by the CLI commands: meter line, context table, settings, lists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+
+from rich.table import Table
+from rich.text import Text
+
+from ..core.memory import Budget, Context
+from ..core.messages import Message
+from ..core.meter import MeterReading
+from ..core.store import ConversationInfo
+from ..core.tokens import TokenCounter, message_tokens
+from ..settings import Settings
+
+__all__ = [
+    "context_table",
+    "context_totals",
+    "conversations_table",
+    "messages_table",
+    "meter_text",
+    "preview",
+    "settings_table",
+    "short_id",
+]
+
+_LEVEL_STYLE = {"ok": "dim", "warn": "bold orange1", "critical": "bold red"}
+_STATUS_STYLE = {
+    "dropped": "dim red",
+    "summarized": "dim magenta",
+    "pinned": "bold yellow",
+    "summary": "magenta",
+    "recalled": "cyan",
+    "question": "bold green",
+    "system": "blue",
+}
+MAX_DROPPED_ROWS = 20
+
+
+def short_id(message_id: str) -> str:
+    """The random tail of a message id: unique enough to type in /forget and /pin."""
+    return message_id.rsplit("-", 1)[-1]
+
+
+def preview(text: str, width: int = 60) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= width else flat[: width - 1] + "…"
+
+
+def meter_text(reading: MeterReading, context: Context | None = None) -> Text:
+    """One line: tokens in context / window, cached tokens, cost; amber ≥ 80 %, red ≥ 95 %."""
+    text = Text(f"⟨ {reading.describe()}", style=_LEVEL_STYLE[reading.level])
+    if reading.level != "ok":
+        text.append(" · window nearly full", style=_LEVEL_STYLE[reading.level])
+    if context is not None and context.trimmed:
+        text.append(f" · {len(context.dropped):,} older messages not sent", style="orange1")
+    if context is not None and context.recalled:
+        text.append(f" · {len(context.recalled)} rounds recalled", style="cyan")
+    text.append(" ⟩", style=_LEVEL_STYLE[reading.level])
+    return text
+
+
+def _statuses(ctx: Context) -> dict[str, str]:
+    status: dict[str, str] = {}
+    for m in ctx.pinned:
+        status[m.id] = "pinned"
+    for recalled in ctx.recalled:
+        for m in recalled.round:
+            status[m.id] = "recalled"
+    if ctx.summary is not None:
+        status[ctx.summary.id] = "summary"
+    summarized = {m.id for m in ctx.summarized}
+    for m in ctx.dropped:
+        status[m.id] = "summarized" if m.id in summarized else "dropped"
+    return status
+
+
+def _status_of(m: Message, status: dict[str, str], question: Message | None) -> str:
+    if question is not None and m is question:
+        return "question"
+    return status.get(m.id, "system" if m.role == "system" else "kept")
+
+
+def context_table(
+    ctx: Context,
+    counter: TokenCounter,
+    *,
+    question: Message | None = None,
+    show_all: bool = False,
+) -> Table:
+    """Every message sent (in order), then what was left out, with token counts and status."""
+    table = Table(show_edge=False, pad_edge=False, expand=False)
+    for name, justify in (("#", "right"), ("id", "left"), ("role", "left")):
+        table.add_column(name, justify=justify)  # type: ignore[arg-type]
+    table.add_column("tokens", justify="right")
+    table.add_column("status")
+    table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
+    status = _statuses(ctx)
+    for n, m in enumerate(ctx.messages, start=1):
+        _row(table, str(n), m, _status_of(m, status, question), counter)
+    dropped = list(ctx.dropped)
+    if dropped and not show_all and len(dropped) > MAX_DROPPED_ROWS:
+        hidden = len(dropped) - MAX_DROPPED_ROWS
+        table.add_row("", "", "", "", "", Text(f"… {hidden:,} older left-out messages", "dim"))
+        dropped = dropped[-MAX_DROPPED_ROWS:]
+    for m in dropped:
+        _row(table, "-", m, status[m.id], counter)
+    return table
+
+
+def _row(table: Table, n: str, m: Message, status: str, counter: TokenCounter) -> None:
+    style = _STATUS_STYLE.get(status, "")
+    table.add_row(
+        n,
+        short_id(m.id),
+        m.role,
+        f"{message_tokens(m, counter):,}",
+        Text(status, style=style),
+        Text(preview(m.content), style="dim" if status in ("dropped", "summarized") else ""),
+    )
+
+
+def context_totals(ctx: Context, budget: Budget) -> Text:
+    text = Text()
+    text.append(f"sent {len(ctx.messages):,} messages, {ctx.tokens:,} tokens", style="bold")
+    text.append(
+        f" of {budget.available:,} available ({budget.window:,} window − "
+        f"{budget.reserve_for_reply:,} reserved for the reply)"
+    )
+    text.append(f" · left out {len(ctx.dropped):,} · strategy {ctx.strategy or '?'}")
+    for note in ctx.notes:
+        text.append(f"\nnote: {note}", style="orange1")
+    return text
+
+
+def settings_table(settings: Settings) -> Table:
+    table = Table("setting", "value", "source", show_edge=False, pad_edge=False)
+    for name, value in settings.masked().items():
+        shown = "(not set)" if value is None else str(value)
+        table.add_row(name, Text(shown, style="dim" if value is None else ""),
+                      Text(settings.source(name), style="dim"))
+    return table
+
+
+def _when(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch).strftime("%Y-%m-%d %H:%M")
+
+
+def conversations_table(infos: Iterable[ConversationInfo]) -> Table:
+    table = Table("id", "title", "messages", "tokens", "updated", show_edge=False, pad_edge=False)
+    for info in infos:
+        table.add_row(
+            info.id, preview(info.title, 50), f"{info.message_count:,}",
+            f"{info.total_tokens:,}", _when(info.updated_at),
+        )
+    return table
+
+
+def messages_table(messages: Sequence[Message]) -> Table:
+    table = Table("id", "when", "role", "tokens", "", "content", show_edge=False, pad_edge=False)
+    for m in messages:
+        table.add_row(
+            short_id(m.id), _when(m.created_at), m.role,
+            "" if m.tokens is None else f"{m.tokens:,}",
+            Text("pinned" if m.pinned else "", style="yellow"), Text(m.content),
+        )
+    return table

@@ -1,0 +1,323 @@
+"""The OpenAI-compatible backend: OpenAI itself, or any server that speaks its chat API.
+
+It is a thin layer on the official ``openai`` SDK (extra ``openai``). The SDK owns the HTTP
+client, the timeouts and the retry policy: it retries 408/409/429/5xx and connection errors with
+capped, jittered exponential backoff and honours a bounded ``Retry-After``. memchat configures
+it (``max_retries``, ``timeout``, ``connect_timeout``) and wraps no second loop around it. The
+SDK retries only while establishing the request, so once the first token has streamed a failure
+is surfaced, never retried (a retry would duplicate the text the user already saw).
+
+Every SDK exception is translated to memchat's tree in one place, ``_map_errors``, which guards
+both the request and the stream iteration:
+
+    RateLimitError (429)                     -> RateLimited (retry_after from the headers)
+    400 context_length_exceeded              -> ContextTooLong (the session trims and retries)
+    401, 403                                 -> AuthError
+    APITimeoutError, 408                     -> BackendTimeout
+    APIConnectionError, 5xx, cut stream      -> BackendUnavailable (names the base URL)
+    any other 4xx                            -> BadRequest
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..core.backend import Chunk, GenerationParams, Usage
+from ..core.errors import (
+    AuthError,
+    BackendError,
+    BackendTimeout,
+    BackendUnavailable,
+    BadRequest,
+    ConfigError,
+    ContextTooLong,
+    RateLimited,
+)
+from ..core.messages import Message
+from ..core.tokens import TokenCounter
+from ..pricing import match_model
+from ..tokenizers import counter_for_model
+
+if TYPE_CHECKING:
+    import openai
+    from openai.types.chat import ChatCompletionChunk
+    from openai.types.completion_usage import CompletionUsage
+
+__all__ = ["CONTEXT_WINDOWS", "NO_KEY", "OpenAIBackend"]
+
+log = logging.getLogger("memchat.openai")
+
+NO_KEY = "memchat-no-key"
+"""Sent when no key is configured: local servers ignore it, and the SDK refuses an empty key."""
+
+CONTEXT_WINDOWS: dict[str, int] = {
+    "gpt-5": 400_000,
+    "gpt-5-chat": 128_000,
+    "gpt-4.1": 1_047_576,
+    "gpt-4o": 128_000,
+    "gpt-4-turbo": 128_000,
+    "gpt-4": 8_192,
+    "gpt-3.5-turbo": 16_385,
+    "o1": 200_000,
+    "o3": 200_000,
+    "o4-mini": 200_000,
+}
+"""Context windows of OpenAI models (longest-prefix match, like prices); others are unknown."""
+
+_OVERFLOW = re.compile(
+    r"maximum context length|context[ _](length|size|window)|prompt is too long", re.IGNORECASE
+)
+
+
+@dataclass
+class _Call:
+    streaming: bool = False
+
+
+class OpenAIBackend:
+    """A model behind an OpenAI-compatible ``/v1/chat/completions`` endpoint.
+
+    ``base_url`` defaults to OpenAI (or ``OPENAI_BASE_URL``, as the SDK reads it). ``api_key``
+    falls back to ``OPENAI_API_KEY`` and then to a placeholder, so keyless local servers work;
+    a 401 then says that no key was given. ``context_window`` None looks the model up in
+    ``CONTEXT_WINDOWS``.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        timeout: float = 600.0,
+        connect_timeout: float = 5.0,
+        max_retries: int = 2,
+        context_window: int | None = None,
+    ) -> None:
+        _check_config(model, timeout, connect_timeout, max_retries, context_window)
+        sdk = _import_openai()
+        key = api_key or os.environ.get("OPENAI_API_KEY") or NO_KEY
+        self._model = model
+        self._keyless = key == NO_KEY
+        self._timeout = (timeout, connect_timeout)
+        self._client = sdk.OpenAI(
+            api_key=key,
+            base_url=base_url,
+            timeout=sdk.Timeout(timeout, connect=connect_timeout),
+            max_retries=max_retries,
+        )
+        self.base_url = str(self._client.base_url).rstrip("/")
+        self.max_retries = max_retries
+        found = match_model(model, CONTEXT_WINDOWS)
+        self._window = context_window or (CONTEXT_WINDOWS[found] if found else None)
+        self._official = self._client.base_url.host == "api.openai.com"
+
+    def __repr__(self) -> str:
+        return f"OpenAIBackend(model={self._model!r}, base_url={self.base_url!r})"
+
+    @property
+    def model(self) -> str:
+        return self._model
+
+    @property
+    def context_window(self) -> int | None:
+        return self._window
+
+    def token_counter(self) -> TokenCounter:
+        """Exact tiktoken counts for OpenAI models; an estimate (flagged) for others."""
+        return counter_for_model(self._model)
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]:
+        """Stream the reply; the last chunk has ``finish_reason`` and ``usage``.
+
+        Closing the generator early closes the HTTP response (the server sees the hang-up).
+        """
+        call = _Call()
+        with self._map_errors(call):
+            response = self._client.chat.completions.create(
+                model=self._model,
+                messages=[m.to_wire() for m in messages],  # type: ignore[misc]
+                stream=True,
+                stream_options={"include_usage": True},
+                **self._options(params),
+            )
+            call.streaming = True
+            try:
+                yield from self._read(response)
+            finally:
+                response.close()
+
+    def models(self) -> list[str]:
+        """The model ids the server offers (``GET /models``)."""
+        with self._map_errors(_Call()):
+            return [m.id for m in self._client.models.list()]
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> OpenAIBackend:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _options(self, params: GenerationParams) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if params.max_tokens is not None:
+            # OpenAI's reasoning models refuse max_tokens; many local servers only know it
+            name = "max_completion_tokens" if self._official else "max_tokens"
+            options[name] = params.max_tokens
+        for name in ("temperature", "top_p", "seed"):
+            if getattr(params, name) is not None:
+                options[name] = getattr(params, name)
+        if params.stop:
+            options["stop"] = list(params.stop)
+        if params.cache_key and self._official:
+            options["prompt_cache_key"] = params.cache_key
+        return options
+
+    def _read(self, response: Iterator[ChatCompletionChunk]) -> Iterator[Chunk]:
+        finish: str | None = None
+        usage: Usage | None = None
+        for event in response:
+            if event.usage is not None:
+                usage = _usage(event.usage)
+            for choice in event.choices:
+                if choice.index != 0:
+                    continue
+                finish = choice.finish_reason or finish
+                text = choice.delta.content or choice.delta.refusal
+                if text:
+                    yield Chunk(text)
+        if finish is None:
+            raise BackendUnavailable(f"the reply from {self.base_url} ended before it was complete")
+        yield Chunk("", finish, usage)
+
+    @contextlib.contextmanager
+    def _map_errors(self, call: _Call) -> Iterator[None]:
+        """Translate every SDK exception into memchat's tree (``raise ... from``)."""
+        import openai
+
+        try:
+            yield
+        except openai.APIStatusError as exc:
+            raise self._status_error(exc) from exc
+        except openai.APITimeoutError as exc:
+            total, connect = self._timeout
+            raise BackendTimeout(
+                f"{self.base_url} did not answer in time (timeout {total:g} s, connect "
+                f"{connect:g} s) after {self.max_retries} retries"
+            ) from exc
+        except openai.APIConnectionError as exc:
+            raise BackendUnavailable(self._connection_message(exc, call.streaming)) from exc
+        except openai.APIError as exc:  # an error event inside the stream
+            detail = _detail(exc.body) or exc.message
+            cls = ContextTooLong if _is_overflow(exc, detail) else BackendUnavailable
+            raise cls(f"{self.base_url} reported an error mid-reply: {detail}") from exc
+        except openai.OpenAIError as exc:
+            raise BackendError(f"{self.base_url}: {exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise BackendUnavailable(f"{self.base_url} sent a malformed event: {exc}") from exc
+
+    def _status_error(self, exc: openai.APIStatusError) -> BackendError:
+        code = exc.status_code
+        detail = _detail(exc.body) or f"HTTP {code}"
+        where = f"{self.base_url} answered {code}"
+        retried = f"after {self.max_retries} retries"
+        log.debug("mapping HTTP %s from %s: %s", code, self.base_url, detail)
+        if code == 429:
+            retry_after = _retry_after(exc.response.headers)
+            return RateLimited(f"{where} (rate limited) {retried}: {detail}", retry_after=retry_after)
+        if code in (401, 403):
+            return AuthError(self._auth_message(code, detail), status=code)
+        if code == 400 and _is_overflow(exc, detail):
+            return ContextTooLong(f"the prompt is too long for {self._model}: {detail}", status=400)
+        if code == 408:
+            return BackendTimeout(f"{where} (request timeout) {retried}: {detail}", status=code)
+        if code >= 500:
+            return BackendUnavailable(f"{where} {retried}: {detail}", status=code)
+        return BadRequest(f"{where}: {detail}", status=code)
+
+    def _auth_message(self, code: int, detail: str) -> str:
+        if self._keyless:
+            return (
+                f"{self.base_url} needs an API key ({code}) and none was given: set "
+                f"OPENAI_API_KEY or the api_key setting. The server said: {detail}"
+            )
+        verb = "rejected the API key" if code == 401 else "refused access with this API key"
+        return f"{self.base_url} {verb} ({code}): {detail}"
+
+    def _connection_message(self, exc: openai.APIConnectionError, streaming: bool) -> str:
+        cause = exc.__cause__ or exc.__context__
+        reason = f": {cause}" if cause and str(cause) else ""
+        if streaming:
+            return f"the connection to {self.base_url} broke mid-reply{reason}"
+        return f"cannot reach {self.base_url}{reason} (after {self.max_retries} retries)"
+
+
+def _import_openai() -> Any:
+    try:
+        import openai
+    except ImportError as exc:
+        raise ConfigError(
+            'the OpenAI backend needs the openai package: pip install "memchat[openai]"'
+        ) from exc
+    return openai
+
+
+def _check_config(
+    model: str, timeout: float, connect_timeout: float, max_retries: int, window: int | None
+) -> None:
+    if not isinstance(model, str) or not model.strip():
+        raise ConfigError("the OpenAI backend needs a model name")
+    for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout)):
+        if not isinstance(value, int | float) or not value > 0:
+            raise ConfigError(f"{name} must be a positive number of seconds, got {value!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ConfigError(f"max_retries must be a whole number >= 0, got {max_retries!r}")
+    if window is not None and (not isinstance(window, int) or window <= 0):
+        raise ConfigError(f"context_window must be a positive number of tokens, got {window!r}")
+
+
+def _usage(usage: CompletionUsage) -> Usage:
+    details = usage.prompt_tokens_details
+    cached = (details.cached_tokens or 0) if details is not None else 0
+    return Usage(usage.prompt_tokens or 0, usage.completion_tokens or 0, cached)
+
+
+def _detail(body: object) -> str:
+    """The server's own error message, from an OpenAI-shaped error body or plain text."""
+    if isinstance(body, Mapping):
+        message = body.get("message") or body.get("error")
+        return str(message) if message else json.dumps(body)[:300]
+    return str(body).strip()[:300] if body else ""
+
+
+def _is_overflow(exc: openai.APIError, detail: str) -> bool:
+    kind = exc.body.get("type") if isinstance(exc.body, Mapping) else None
+    return (
+        exc.code == "context_length_exceeded"
+        or kind == "exceed_context_size_error"  # llama.cpp server
+        or bool(_OVERFLOW.search(detail))
+    )
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait, from ``retry-after-ms`` or a numeric ``retry-after``; None if absent."""
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name)
+        if value is not None:
+            with contextlib.suppress(ValueError):
+                seconds = float(value) / scale
+                return max(0.0, seconds) if math.isfinite(seconds) else None
+    return None

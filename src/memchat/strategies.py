@@ -1,0 +1,63 @@
+"""The memory-strategy registry: a name from settings or a CLI flag → a MemoryStrategy.
+
+A factory takes keyword options and ignores the ones it does not need, so the CLI can pass the
+same options (``store``, ``backend``, ``conversation_id``, ``counter``, …) to every strategy.
+Registering a strategy is one line in ``STRATEGIES``; ``lazy("module:attr")`` keeps heavy
+strategies from being imported until they are used.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+from .core.errors import ConfigError
+from .core.memory import CacheAware, MemoryStrategy, RoundWindow, TokenBudget
+
+__all__ = ["STRATEGIES", "STRATEGY_NAMES", "StrategyFactory", "lazy", "make_strategy"]
+
+StrategyFactory = Callable[..., MemoryStrategy]
+
+
+def lazy(target: str) -> StrategyFactory:
+    """A factory that imports ``"package.module:factory"`` on first use."""
+    module_name, _, attr = target.partition(":")
+
+    def factory(**options: Any) -> MemoryStrategy:
+        made: MemoryStrategy = getattr(importlib.import_module(module_name), attr)(**options)
+        return made
+
+    factory.__qualname__ = factory.__name__ = f"lazy({target})"
+    return factory
+
+
+def _window(*, rounds: int = 10, **_: Any) -> MemoryStrategy:
+    return RoundWindow(rounds)
+
+
+def _budget(**_: Any) -> MemoryStrategy:
+    return TokenBudget()
+
+
+def _cache(*, high: float = 1.0, low: float = 0.6, **_: Any) -> MemoryStrategy:
+    return CacheAware(high, low)
+
+
+STRATEGIES: dict[str, StrategyFactory] = {
+    "window": _window,
+    "budget": _budget,
+    "cache": _cache,
+}
+
+STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+
+
+def make_strategy(name: str, **options: Any) -> MemoryStrategy:
+    """Build the named strategy; unknown names raise ConfigError listing the valid ones."""
+    factory = STRATEGIES.get(name)
+    if factory is None:
+        raise ConfigError(
+            f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
+        )
+    return factory(**options)

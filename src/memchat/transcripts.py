@@ -1,0 +1,179 @@
+"""Reading and writing conversation transcripts (for `memchat context`, import and export).
+
+Accepted input, detected from the content:
+
+- JSONL: one ``{"role", "content"}`` object per line (blank lines skipped, extra keys ignored,
+  optional ``created_at`` as epoch seconds or ISO 8601);
+- an OpenAI-style JSON array of messages;
+- memchat's own JSON export (an object with a ``messages`` array), so exports read back.
+
+Reading is all or nothing: the first problem raises InputError naming the file and the line
+(JSONL) or the array index, and no message is returned.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from .core.errors import InputError
+from .core.messages import ROLES, Message
+
+__all__ = ["Transcript", "export_json", "export_markdown", "load_transcript", "read_transcript"]
+
+# roles other tools write that mean one of ours
+_ROLE_ALIASES = {"developer": "system"}
+
+
+@dataclass(frozen=True, slots=True)
+class Transcript:
+    """The messages of a file, and its title when the file names one (memchat exports do)."""
+
+    messages: list[Message]
+    title: str | None = None
+
+
+def load_transcript(path: str | Path) -> list[Message]:
+    """The messages of a transcript file; InputError (with line or index) on any problem."""
+    return read_transcript(path).messages
+
+
+def read_transcript(path: str | Path) -> Transcript:
+    """Like ``load_transcript`` but also returns the title of a memchat export."""
+    path = Path(path)
+    text = _read_text(path)
+    if not text.strip():
+        raise InputError(f"{path}: the file is empty")
+    if text.lstrip().startswith("["):
+        return Transcript(_from_items(path, _json_document(path, text), "index"))
+    document = _whole_json(text)
+    if isinstance(document, dict) and isinstance(document.get("messages"), list):
+        title = document.get("title")
+        messages = _from_items(path, document["messages"], "messages index")
+        return Transcript(messages, title if isinstance(title, str) and title else None)
+    return Transcript(list(_from_jsonl(path, text)))
+
+
+def _read_text(path: Path) -> str:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read the file ({exc.strerror or exc})") from exc
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise InputError(
+            f"{path}: line {line}: not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset "
+            f"{exc.start})"
+        ) from exc
+
+
+def _json_document(path: Path, text: str) -> Any:
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"{path}: line {exc.lineno}: invalid JSON ({exc.msg})") from exc
+
+
+def _whole_json(text: str) -> Any:
+    """The file as one JSON document, or None when it is not one (then it is JSONL)."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return None
+
+
+def _from_items(path: Path, items: Sequence[Any], where: str) -> list[Message]:
+    if not items:
+        raise InputError(f"{path}: the file contains no messages")
+    return [_message(item, f"{path}: {where} {i}") for i, item in enumerate(items)]
+
+
+def _from_jsonl(path: Path, text: str) -> Iterator[Message]:
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputError(f"{path}: line {number}: invalid JSON ({exc.msg})") from exc
+        yield _message(item, f"{path}: line {number}")
+
+
+def _message(item: Any, where: str) -> Message:
+    if not isinstance(item, dict):
+        raise InputError(f"{where}: expected a message object, got {_kind(item)}")
+    role = item.get("role")
+    role = _ROLE_ALIASES.get(role, role) if isinstance(role, str) else role
+    if role not in ROLES:
+        raise InputError(f"{where}: unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if "content" not in item:
+        raise InputError(f"{where}: the message has no 'content'")
+    content = item["content"]
+    if not isinstance(content, str):
+        raise InputError(f"{where}: 'content' must be a string, got {_kind(content)}")
+    extra: dict[str, Any] = {}
+    if item.get("created_at") is not None:
+        extra["created_at"] = _timestamp(item["created_at"], where)
+    if item.get("pinned") is not None:
+        if not isinstance(item["pinned"], bool):
+            raise InputError(f"{where}: 'pinned' must be true or false")
+        extra["pinned"] = item["pinned"]
+    return Message(role, content, **extra)
+
+
+def _timestamp(value: Any, where: str) -> float:
+    """Epoch seconds from a number or an ISO 8601 string (naive means UTC)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
+    raise InputError(f"{where}: 'created_at' must be epoch seconds or ISO 8601, got {value!r}")
+
+
+def _kind(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat()
+
+
+def export_json(title: str, messages: Sequence[Message]) -> str:
+    """A JSON document ``{"title", "exported_at", "messages": [...]}`` that reads back."""
+    document = {
+        "title": title,
+        "exported_at": _iso(datetime.now(UTC).timestamp()),
+        "messages": [
+            {
+                "id": m.id,
+                "role": m.role,
+                "content": m.content,
+                "created_at": _iso(m.created_at),
+                "pinned": m.pinned,
+                "tokens": m.tokens,
+            }
+            for m in messages
+        ],
+    }
+    return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
+
+
+def export_markdown(title: str, messages: Sequence[Message]) -> str:
+    """A readable Markdown rendering: one heading per message with its time."""
+    lines = [f"# {title or 'Untitled conversation'}", ""]
+    for m in messages:
+        stamp = datetime.fromtimestamp(m.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
+        pin = " · pinned" if m.pinned else ""
+        lines += [f"## {m.role} · {stamp}{pin}", "", m.content.rstrip(), ""]
+    return "\n".join(lines)
