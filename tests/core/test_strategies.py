@@ -99,7 +99,7 @@ def test_round_window_keeps_last_n_rounds() -> None:
     history = make_history(12)
     ctx = RoundWindow(3).select(history, Budget(100_000))
     assert [m.content.split()[1] for m in ctx.messages[1:]] == ["9", "9", "10", "10", "11", "11"]
-    assert len(ctx.dropped) == 18
+    assert len(ctx.dropped) == 18 and list(ctx.dropped) == history.messages()[1:19]
     assert ctx.notes and "dropped" in ctx.notes[0]
 
 

@@ -36,9 +36,7 @@ def test_falls_back_to_a_word_boundary_never_mid_word() -> None:
 
 
 @settings(max_examples=80, deadline=None)
-@given(
-    text=st.text(alphabet="abc de.!?。", min_size=1, max_size=400), limit=st.integers(1, 60)
-)
+@given(text=st.text(alphabet="abc de.!?。", min_size=1, max_size=400), limit=st.integers(1, 60))
 def test_cut_always_fits_and_is_a_prefix(text: str, limit: int) -> None:
     cut = cut_to_tokens(text, limit, C)
     assert text.startswith(cut.text)

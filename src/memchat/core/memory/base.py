@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from functools import cached_property
+from typing import Protocol, overload
 
 from ..errors import UsageError
 from ..history import History
@@ -47,7 +49,7 @@ class Context:
     """What a strategy chose: the messages to send and what it left out, and why."""
 
     messages: list[Message]
-    dropped: list[Message] = field(default_factory=list)
+    dropped: Sequence[Message] = field(default_factory=list)
     tokens: int = 0
     strategy: str = ""
     notes: list[str] = field(default_factory=list)
@@ -88,16 +90,48 @@ def pinned_before(history: History, start: int) -> list[int]:
     return [i for i in history.pinned_rounds if i < start]
 
 
+class Dropped(Sequence[Message]):
+    """The messages of rounds[:start] that are not pinned, listed only when asked for.
+
+    Building this list is O(history); assembling a context must stay O(kept), so the list is
+    made lazily (the inspector reads it, the chat loop does not).
+    """
+
+    def __init__(self, history: History, start: int, pinned: set[int]) -> None:
+        self._rounds = history.rounds[:start] if start else []
+        self._pinned = pinned
+        self.round_count = start - len(pinned)
+
+    @cached_property
+    def _items(self) -> list[Message]:
+        return [m for i, r in enumerate(self._rounds) if i not in self._pinned for m in r]
+
+    def __bool__(self) -> bool:
+        return self.round_count > 0
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __iter__(self) -> Iterator[Message]:
+        return iter(self._items)
+
+    @overload
+    def __getitem__(self, i: int) -> Message: ...
+    @overload
+    def __getitem__(self, i: slice) -> Sequence[Message]: ...
+    def __getitem__(self, i: int | slice) -> Message | Sequence[Message]:
+        return self._items[i]
+
+
 def assemble(history: History, start: int, name: str, notes: list[str] | None = None) -> Context:
     """System + pinned rounds before ``start`` + rounds[start:]; the rest is dropped."""
     pinned_idx = pinned_before(history, start)
-    pinned_set = set(pinned_idx)
     msgs = list(history.system)
     pinned: list[Message] = []
     for i in pinned_idx:
         pinned.extend(history.rounds[i])
     msgs.extend(pinned)
-    dropped = [m for i in range(start) if i not in pinned_set for m in history.rounds[i]]
+    dropped = Dropped(history, start, set(pinned_idx))
     for r in history.rounds[start:]:
         msgs.extend(r)
     tokens = (
@@ -108,7 +142,7 @@ def assemble(history: History, start: int, name: str, notes: list[str] | None = 
     )
     notes = list(notes or [])
     if dropped:
-        notes.append(f"dropped {len(dropped)} older messages ({start} rounds) to fit the budget")
+        notes.append(f"dropped the {dropped.round_count} oldest rounds to fit the budget")
     return Context(msgs, dropped, tokens, name, notes, pinned=pinned)
 
 
