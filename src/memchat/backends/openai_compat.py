@@ -21,11 +21,13 @@ both the request and the stream iteration:
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
 import os
 import re
+import ssl
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -108,11 +110,13 @@ class OpenAIBackend:
         self._model = model
         self._keyless = key == NO_KEY
         self._timeout = (timeout, connect_timeout)
+        limits = sdk.Timeout(timeout, connect=connect_timeout)
         self._client = sdk.OpenAI(
             api_key=key,
             base_url=base_url,
-            timeout=sdk.Timeout(timeout, connect=connect_timeout),
+            timeout=limits,
             max_retries=max_retries,
+            http_client=sdk.DefaultHttpxClient(timeout=limits, verify=_tls_context()),
         )
         self.base_url = str(self._client.base_url).rstrip("/")
         self.max_retries = max_retries
@@ -144,7 +148,7 @@ class OpenAIBackend:
         with self._map_errors(call):
             response = self._client.chat.completions.create(
                 model=self._model,
-                messages=[m.to_wire() for m in messages],  # type: ignore[misc]
+                messages=[m.to_wire() for m in messages],
                 stream=True,
                 stream_options={"include_usage": True},
                 **self._options(params),
@@ -214,10 +218,10 @@ class OpenAIBackend:
             raise self._status_error(exc) from exc
         except openai.APITimeoutError as exc:
             total, connect = self._timeout
-            raise BackendTimeout(
-                f"{self.base_url} did not answer in time (timeout {total:g} s, connect "
-                f"{connect:g} s) after {self.max_retries} retries"
-            ) from exc
+            limits = f"timeout {total:g} s, connect {connect:g} s"
+            where = "mid-reply" if call.streaming else f"after {self.max_retries} retries"
+            message = f"{self.base_url} did not answer in time ({limits}) {where}"
+            raise BackendTimeout(message) from exc
         except openai.APIConnectionError as exc:
             raise BackendUnavailable(self._connection_message(exc, call.streaming)) from exc
         except openai.APIError as exc:  # an error event inside the stream
@@ -237,7 +241,9 @@ class OpenAIBackend:
         log.debug("mapping HTTP %s from %s: %s", code, self.base_url, detail)
         if code == 429:
             retry_after = _retry_after(exc.response.headers)
-            return RateLimited(f"{where} (rate limited) {retried}: {detail}", retry_after=retry_after)
+            return RateLimited(
+                f"{where} (rate limited) {retried}: {detail}", retry_after=retry_after
+            )
         if code in (401, 403):
             return AuthError(self._auth_message(code, detail), status=code)
         if code == 400 and _is_overflow(exc, detail):
@@ -263,6 +269,17 @@ class OpenAIBackend:
         if streaming:
             return f"the connection to {self.base_url} broke mid-reply{reason}"
         return f"cannot reach {self.base_url}{reason} (after {self.max_retries} retries)"
+
+
+@functools.cache
+def _tls_context() -> ssl.SSLContext:
+    """One verified TLS context per process: each new one loads the CA bundle (~0.3 s)."""
+    try:
+        import httpx2 as httpx  # openai >= 3
+    except ImportError:  # pragma: no cover - older SDKs use httpx
+        import httpx  # type: ignore[no-redef]
+    context: ssl.SSLContext = httpx.create_ssl_context()
+    return context
 
 
 def _import_openai() -> Any:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from contextlib import contextmanager
+import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 
@@ -11,9 +13,11 @@ from .errors import BackendError, ContextTooLong, UsageError
 from .history import History
 from .memory import Budget, CacheAware, Context, MemoryStrategy
 from .memory.base import limit_for
+from .memory.recall import RoundIndex
+from .memory.summary import Summarize, Summarizing, backend_summarizer, summary_touched
 from .messages import Message
 from .meter import MeterReading, Price
-from .store import Store
+from .store import Store, SummaryRecord
 from .tokens import TokenCounter, message_tokens
 from .truncate import cut_to_tokens
 
@@ -22,6 +26,18 @@ __all__ = ["ChatSession", "Reply"]
 log = logging.getLogger("memchat")
 
 DEFAULT_WINDOW = 4096
+MAX_FOLDS = 4  # summary chunks folded per turn at most (a backlog catches up over turns)
+
+
+@contextmanager
+def _closing(stream: Iterator[object]) -> Iterator[None]:
+    """Close a backend stream (a generator) however the turn ends, so its resources go now."""
+    try:
+        yield
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
 
 
 class Reply:
@@ -78,6 +94,7 @@ class ChatSession:
         store: Store | None = None,
         conversation_id: str | None = None,
         price: Price | None = None,
+        summarize: Summarize | None = None,
     ) -> None:
         self.backend = backend
         self.counter = counter or backend.token_counter()
@@ -95,6 +112,9 @@ class ChatSession:
         self.last_usage: Usage | None = None
         self.total_cost: float | None = None
         self.on_notice: Callable[[str], None] | None = None
+        # folds dropped rounds into the summary of a summarising strategy; never the strategy
+        self.summarize: Summarize = summarize or backend_summarizer(backend)
+        self._summary_loaded = False
 
     # -- turns ------------------------------------------------------------------------------
     def send(self, text: str) -> Reply:
@@ -138,17 +158,21 @@ class ChatSession:
 
     def _stream_with_retry(self, reply: Reply) -> Iterator[str]:
         budget = self.budget
+        for note in self._prepare_memory():
+            self._notice(reply, note)
         for attempt in (1, 2):
             reply.context = self.strategy.select(self.history, budget)
             started = False
             try:
-                for chunk in self.backend.stream(reply.context.messages, self._params()):
-                    if chunk.text:
-                        started = True
-                        reply.text += chunk.text
-                        yield chunk.text
-                    if chunk.usage is not None:
-                        reply.usage = chunk.usage
+                stream = self.backend.stream(reply.context.messages, self._params())
+                with _closing(stream):
+                    for chunk in stream:
+                        if chunk.text:
+                            started = True
+                            reply.text += chunk.text
+                            yield chunk.text
+                        if chunk.usage is not None:
+                            reply.usage = chunk.usage
                 return
             except ContextTooLong:
                 if started or attempt == 2:
@@ -172,6 +196,69 @@ class ChatSession:
         self.last_usage = reply.usage
         if self.price is not None and reply.usage is not None:
             self.total_cost = (self.total_cost or 0.0) + self.price.cost(reply.usage)
+        self._after_turn(lambda text: self._notice(reply, text))
+
+    # -- long-term memory: index and summary upkeep; a failure here never fails the turn ----
+    def _index(self) -> RoundIndex | None:
+        index = getattr(self.strategy, "retriever", None)
+        return index if isinstance(index, RoundIndex) else None
+
+    def _prepare_memory(self) -> list[str]:
+        """Before a context is chosen: index old rounds, load the stored summary."""
+        notes: list[str] = []
+        index = self._index()
+        try:
+            if index is not None:
+                index.attach(self.store, self.conversation_id)
+                index.sync(self.history.rounds[:-1])
+            if not self._summary_loaded and isinstance(self.strategy, Summarizing):
+                self._summary_loaded = True
+                if self.strategy.summary is None and self.store and self.conversation_id:
+                    record = self.store.get_summary(self.conversation_id)
+                    self.strategy = self.strategy.with_summary(record)
+        except Exception as exc:  # noqa: BLE001 - memory is best effort; the turn goes on
+            log.warning("long-term memory unavailable: %s", exc, exc_info=True)
+            notes.append(f"long-term memory unavailable this turn: {exc}")
+        return notes
+
+    def _after_turn(self, notify: Callable[[str], None]) -> None:
+        index = self._index()
+        try:
+            if index is not None:
+                index.sync(self.history.rounds)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("indexing the turn failed: %s", exc, exc_info=True)
+            notify(f"this turn could not be indexed for recall ({exc}); it will be retried")
+        self._fold_summary(notify)
+
+    def _fold_summary(self, notify: Callable[[str], None]) -> None:
+        """Fold dropped rounds into the summary when enough wait; failures only notify."""
+        strategy = self.strategy
+        if not isinstance(strategy, Summarizing):
+            return
+        try:
+            for _ in range(MAX_FOLDS):
+                job = strategy.summary_due(self.history, self.budget)
+                if job is None:
+                    return
+                text = self.summarize(job.previous, job.messages, job.max_tokens)
+                strategy = strategy.with_summary(self._save_summary(text, job.covers_until))
+                self.strategy = strategy
+        except Exception as exc:  # noqa: BLE001 - a summary failure must not fail the turn
+            log.warning("the summary could not be updated: %s", exc, exc_info=True)
+            notify(f"the summary could not be updated ({exc}); it will be retried next turn")
+
+    def _save_summary(self, text: str, covers_until: str) -> SummaryRecord:
+        if self.store is not None and self.conversation_id is not None:
+            return self.store.save_summary(self.conversation_id, text, covers_until)
+        previous = self.strategy.summary if isinstance(self.strategy, Summarizing) else None
+        version = previous.version + 1 if previous else 1
+        return SummaryRecord(text, covers_until, version, time.time())
+
+    def _notify(self, text: str) -> None:
+        log.info(text)
+        if self.on_notice:
+            self.on_notice(text)
 
     def _notice(self, reply: Reply, text: str) -> None:
         log.info(text)
@@ -185,6 +272,7 @@ class ChatSession:
         message, notices = self._fit_input(text)
         self.history.append(message)
         try:
+            notices += self._prepare_memory()
             context = self.strategy.select(self.history, self.budget)
         finally:
             self.history.pop_last_round()
@@ -214,15 +302,37 @@ class ChatSession:
     def reset(self) -> None:
         """Forget every round; the system prompt stays."""
         system = self.history.system
+        gone = [m.id for r in self.history.rounds for m in r]
         self.history = History(system, self.counter)
+        index = self._index()
+        if index is not None:
+            index.remove(gone)
+        if isinstance(self.strategy, Summarizing):
+            self.strategy = self.strategy.with_summary(None)
+            self._summary_loaded = True
 
     def forget(self, message_ids: Sequence[str]) -> None:
-        """Remove messages from the history (and the store)."""
+        """Remove messages from the history, the store, the recall index and the summary.
+
+        A summary built from a forgotten message is dropped and rebuilt from what is left.
+        """
         for mid in message_ids:
             self.history.find(mid)
+        strategy = self.strategy
+        touched = isinstance(strategy, Summarizing) and summary_touched(
+            self.history, strategy.summary, message_ids
+        )
         if self.store is not None and self.conversation_id is not None:
             self.store.delete_messages(self.conversation_id, message_ids)
+            if touched:
+                self.store.clear_summary(self.conversation_id)
         self.history = self.history.copy_without(message_ids)
+        index = self._index()
+        if index is not None:
+            index.remove(message_ids)
+        if touched and isinstance(strategy, Summarizing):
+            self.strategy = strategy.with_summary(None)
+            self._fold_summary(self._notify)
 
     def undo_last(self) -> str:
         """Remove the newest round (for regenerate / edit-and-resend); returns its user text."""

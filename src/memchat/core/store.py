@@ -88,7 +88,10 @@ class Store(Protocol):
         ...
 
     def clear_summary(self, conversation_id: str) -> None:
-        """Drop every summary version (after a forget, so it is rebuilt)."""
+        """Drop every summary version (after a forget, so it is rebuilt).
+
+        Version numbers keep growing after a clear: a version is never reused.
+        """
         ...
 
     def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:

@@ -23,7 +23,7 @@ from ..messages import Message
 from ..store import SummaryRecord
 from ..tokens import message_tokens
 from ..truncate import cut_to_tokens
-from .base import Budget, Context, MemoryStrategy, limit_for
+from .base import Budget, Context, Dropped, MemoryStrategy, limit_for
 from .budget import CacheAware
 
 __all__ = [
@@ -93,7 +93,7 @@ class SummaryJob:
 
 
 @runtime_checkable
-class Summarizing(Protocol):
+class Summarizing(MemoryStrategy, Protocol):
     """A strategy that shows a running summary (SummaryMemory, or one that wraps it)."""
 
     @property
@@ -119,16 +119,27 @@ def reserve_budget(history: History, budget: Budget, share: float) -> tuple[Budg
     return Budget(budget.window - reserve, budget.reserve_for_reply), reserve
 
 
-def covered_rounds(history: History, record: SummaryRecord | None) -> tuple[int, set[str]]:
-    """(index of the newest round the summary covers, ids in rounds up to it); -1 if none."""
+def covered_round(history: History, record: SummaryRecord | None) -> int:
+    """Index of the newest round the summary covers, or -1.
+
+    Scans back from the newest round: the summary covers rounds just before the window, so this
+    costs O(window + backlog), not O(history).
+    """
     if record is None:
-        return -1, set()
-    ids: set[str] = set()
-    for i, rnd in enumerate(history.rounds):
-        ids.update(m.id for m in rnd)
-        if any(m.id == record.covers_until for m in rnd):
-            return i, ids
-    return -1, set()
+        return -1
+    for i in range(len(history.rounds) - 1, -1, -1):
+        if any(m.id == record.covers_until for m in history.rounds[i]):
+            return i
+    return -1
+
+
+def window_start(history: History, ctx: Context) -> int:
+    """The first round of the window ``ctx`` sends (walks back from the newest, O(kept))."""
+    sent = {m.id for m in ctx.messages}
+    i = len(history.rounds)
+    while i > 0 and history.rounds[i - 1][0].id in sent:
+        i -= 1
+    return i
 
 
 def insert_block(ctx: Context, at: int, message: Message, tokens: int) -> None:
@@ -165,7 +176,7 @@ class SummaryMemory:
         sub, reserve = reserve_budget(history, budget, self.share)
         ctx = self.window.select(history, sub)
         ctx.strategy = self.name
-        covered, ids = covered_rounds(history, self.summary)
+        covered = covered_round(history, self.summary)
         if self.summary is None or covered < 0 or not ctx.dropped or reserve <= 0:
             if ctx.dropped and self.summary is None:
                 ctx.notes.append("no summary yet: the dropped messages are not summarised")
@@ -175,11 +186,14 @@ class SummaryMemory:
             return ctx
         insert_block(ctx, len(history.system), message, message_tokens(message, history.counter))
         ctx.summary = message
-        ctx.summarized = [m for m in ctx.dropped if m.id in ids]
-        waiting = len(ctx.dropped) - len(ctx.summarized)
+        start = window_start(history, ctx)
+        folded = min(covered + 1, start)
+        pinned = {i for i in history.pinned_rounds if i < folded}
+        ctx.summarized = list(Dropped(history, folded, pinned))
+        waiting = start - folded
         ctx.notes.append(
-            f"summary v{self.summary.version} stands in for {len(ctx.summarized)} older messages"
-            + (f"; {waiting} dropped messages are not summarised yet" if waiting else "")
+            f"summary v{self.summary.version} stands in for the {folded} oldest rounds"
+            + (f"; {waiting} dropped rounds are not summarised yet" if waiting > 0 else "")
         )
         return ctx
 
@@ -204,8 +218,9 @@ class SummaryMemory:
         if reserve <= 0:
             return None
         ctx = self.window.select(history, sub)
-        _, ids = covered_rounds(history, self.summary)
-        waiting = [m for m in ctx.dropped if m.id not in ids]
+        pinned = set(history.pinned_rounds)
+        rounds = range(covered_round(history, self.summary) + 1, window_start(history, ctx))
+        waiting = [m for i in rounds if i not in pinned for m in history.rounds[i]]
         limit = limit_for(history, budget)
         if sum(message_tokens(m, history.counter) for m in waiting) < self.trigger * limit:
             return None
@@ -229,5 +244,6 @@ def take_rounds(messages: list[Message], cap: int, history: History) -> list[Mes
 
 def summary_touched(history: History, record: SummaryRecord | None, ids: Collection[str]) -> bool:
     """Whether forgetting ``ids`` removes something the summary was built from."""
-    covered, covered_ids = covered_rounds(history, record)
-    return covered >= 0 and any(i in covered_ids for i in ids)
+    covered = covered_round(history, record)
+    gone = set(ids)
+    return any(m.id in gone for rnd in history.rounds[: covered + 1] for m in rnd)
