@@ -2,14 +2,15 @@
 
 Environment variables (an empty value counts as unset):
 
-    MEMCHAT_BACKEND      local | openai | echo (fake)      MEMCHAT_BUDGET       prompt window, tokens
-    MEMCHAT_MODEL        model name (openai backend)       MEMCHAT_RESERVE      tokens kept for the reply
-    MEMCHAT_MODEL_PATH   GGUF file (local backend)         MEMCHAT_SYSTEM       system prompt
-    MEMCHAT_BASE_URL     OpenAI-compatible server URL      MEMCHAT_STORE        store URL, or "none"
-    MEMCHAT_API_KEY      API key                           MEMCHAT_HOME         data dir (~/.memchat)
-    MEMCHAT_STRATEGY     memory strategy                   MEMCHAT_CONFIG       config file path
-    MEMCHAT_TIMEOUT      request timeout, seconds          MEMCHAT_MAX_RETRIES  SDK retries
-    MEMCHAT_CONNECT_TIMEOUT                                OPENAI_API_KEY, OPENAI_BASE_URL (fallbacks)
+    MEMCHAT_BACKEND     local | openai | echo (fake)   MEMCHAT_BUDGET   prompt window, tokens
+    MEMCHAT_MODEL       model name (openai backend)    MEMCHAT_RESERVE  tokens for the reply
+    MEMCHAT_MODEL_PATH  GGUF file (local backend)      MEMCHAT_SYSTEM   system prompt
+    MEMCHAT_BASE_URL    OpenAI-compatible server URL   MEMCHAT_STORE    store URL, or "none"
+    MEMCHAT_API_KEY     API key                        MEMCHAT_HOME     data dir (~/.memchat)
+    MEMCHAT_STRATEGY    memory strategy                MEMCHAT_CONFIG   config file path
+    MEMCHAT_TIMEOUT     request timeout, seconds       MEMCHAT_MAX_RETRIES       SDK retries
+    MEMCHAT_CONNECT_TIMEOUT   connect timeout          MEMCHAT_USERS    web logins "name:pw,…"
+    OPENAI_API_KEY, OPENAI_BASE_URL                    fallbacks for the key and the URL
 
 The config file is TOML (default ``$MEMCHAT_HOME/config.toml``) with the same names in lower
 case (``store`` for the store URL) and an optional ``[prices."model"]`` table of overrides.
@@ -20,313 +21,38 @@ bad value raises ConfigError naming the setting and that source.
 
 from __future__ import annotations
 
-import os
-import tomllib
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field, fields
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
+from ._settings_resolve import (
+    BACKEND_NAMES,
+    DEFAULT_OPENAI_MODEL,
+    LOCAL_CONTEXT,
+    Settings,
+    load_settings,
+    mask_secret,
+)
 from .core.errors import ConfigError, UsageError
 from .core.memory import Budget
 from .core.messages import Message
 from .core.session import ChatSession
 from .core.store import Store
-from .strategies import STRATEGY_NAMES, make_strategy
+from .strategies import make_strategy
 
 __all__ = [
     "BACKEND_NAMES",
+    "CountingBackend",
     "Settings",
     "build_backend",
     "build_session",
+    "counting_backend",
     "default_reserve",
     "load_settings",
     "mask_secret",
     "token_counter_for",
 ]
-
-BACKEND_NAMES = ("local", "openai", "echo", "fake")
-DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
-LOCAL_CONTEXT = 8192
-DEFAULT = "default"
-
-
-@dataclass(frozen=True, repr=False)
-class Settings:
-    """Everything a chat needs to know; ``sources[name]`` says where each value came from."""
-
-    backend: str = "local"
-    model: str | None = None
-    model_path: str | None = None
-    base_url: str | None = None
-    api_key: str | None = None
-    strategy: str = "cache"
-    budget: int | None = None
-    reserve: int | None = None
-    system: str | None = None
-    store_url: str = ""
-    home: str = ""
-    timeout: float = 600.0
-    connect_timeout: float = 5.0
-    max_retries: int = 2
-    config_path: str = ""
-    prices: Mapping[str, Any] = field(default_factory=dict)
-    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
-
-    @property
-    def persistent(self) -> bool:
-        """Whether conversations are stored (``store = "none"`` turns storage off)."""
-        return self.store_url.lower() not in ("", "none")
-
-    def source(self, name: str) -> str:
-        return self.sources.get(name, DEFAULT)
-
-    def masked(self) -> dict[str, Any]:
-        """The settings for display: API keys as ``sk-…abcd``, passwords in URLs hidden."""
-        shown: dict[str, Any] = {}
-        for f in fields(self):
-            if f.name in ("sources", "prices"):
-                continue
-            value = getattr(self, f.name)
-            if f.name == "api_key":
-                value = mask_secret(value)
-            elif f.name in ("base_url", "store_url") and value:
-                value = _mask_url(value)
-            shown[f.name] = value
-        return shown
-
-    def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.masked().items())
-        return f"Settings({inner})"
-
-
-def mask_secret(value: str | None) -> str | None:
-    """``sk-…abcd``: enough to recognise a key, not enough to use it."""
-    if not value:
-        return value
-    return "…" if len(value) <= 8 else f"{value[:3]}…{value[-4:]}"
-
-
-def _mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if not parts.password:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":…@", 1)
-    return urlunsplit(parts._replace(netloc=netloc))
-
-
-# -- parsing ---------------------------------------------------------------------------------
-def _text(value: Any) -> str:
-    if not isinstance(value, str):
-        raise ValueError("expected text")
-    return value
-
-
-def _name(choices: Iterable[str]) -> Callable[[Any], str]:
-    def parse(value: Any) -> str:
-        name = _text(value).strip().lower()
-        valid = tuple(choices)
-        if name not in valid:
-            raise ValueError(f"expected one of {', '.join(valid)}")
-        return name
-
-    return parse
-
-
-def _number(kind: type[int] | type[float], minimum: float, inclusive: bool = False) -> Any:
-    def parse(value: Any) -> int | float:
-        try:
-            if isinstance(value, bool) or (kind is int and isinstance(value, float)):
-                raise ValueError
-            number = kind(value.strip() if isinstance(value, str) else value)
-        except (TypeError, ValueError):
-            raise ValueError(f"expected {'an integer' if kind is int else 'a number'}") from None
-        if number < minimum or (number == minimum and not inclusive):
-            raise ValueError(f"must be {'at least' if inclusive else 'more than'} {minimum:g}")
-        return number
-
-    return parse
-
-
-def _url(value: Any) -> str:
-    url = _text(value).strip()
-    if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
-        raise ValueError("expected an http:// or https:// URL")
-    return url
-
-
-def _path(value: Any) -> str:
-    return str(Path(_text(value)).expanduser())
-
-
-@dataclass(frozen=True, slots=True)
-class _Spec:
-    """One setting: its config/flag key, its field, its parser and its environment variables."""
-
-    key: str
-    parse: Callable[[Any], Any]
-    env: tuple[str, ...] = ()
-    attr: str = ""
-
-    @property
-    def field(self) -> str:
-        return self.attr or self.key
-
-
-_SPECS = (
-    _Spec("backend", _name(BACKEND_NAMES), ("MEMCHAT_BACKEND",)),
-    _Spec("model", _text, ("MEMCHAT_MODEL",)),
-    _Spec("model_path", _path, ("MEMCHAT_MODEL_PATH",)),
-    _Spec("base_url", _url, ("MEMCHAT_BASE_URL", "OPENAI_BASE_URL")),
-    _Spec("api_key", _text, ("MEMCHAT_API_KEY", "OPENAI_API_KEY")),
-    _Spec("strategy", _name(STRATEGY_NAMES), ("MEMCHAT_STRATEGY",)),
-    _Spec("budget", _number(int, 0), ("MEMCHAT_BUDGET",)),
-    _Spec("reserve", _number(int, 0, inclusive=True), ("MEMCHAT_RESERVE",)),
-    _Spec("system", _text, ("MEMCHAT_SYSTEM",)),
-    _Spec("store", _text, ("MEMCHAT_STORE",), attr="store_url"),
-    _Spec("timeout", _number(float, 0), ("MEMCHAT_TIMEOUT",)),
-    _Spec("connect_timeout", _number(float, 0), ("MEMCHAT_CONNECT_TIMEOUT",)),
-    _Spec("max_retries", _number(int, 0, inclusive=True), ("MEMCHAT_MAX_RETRIES",)),
-)
-_KEYS = {s.key for s in _SPECS}
-_FLAG_ONLY = {"config", "home"}
-
-
-# -- resolution ------------------------------------------------------------------------------
-def load_settings(
-    flags: Mapping[str, Any] | None = None,
-    environ: Mapping[str, str] | None = None,
-    config_path: str | Path | None = None,
-) -> Settings:
-    """Resolve every setting: flags > environment > config file > defaults.
-
-    ``flags`` maps setting names (``backend``, ``budget``, ``store``, ``config``, ``home``, …) to
-    values; None means "not given". ``environ`` defaults to ``os.environ`` read now.
-    """
-    given = {k: v for k, v in (flags or {}).items() if v is not None}
-    unknown = set(given) - _KEYS - _FLAG_ONLY
-    if unknown:
-        raise ConfigError(f"unknown setting(s): {', '.join(sorted(unknown))}")
-    env = {k: v for k, v in (os.environ if environ is None else environ).items() if v != ""}
-    home, home_src = _home(given, env)
-    path, path_src = _config_location(given, env, config_path, home)
-    config = _read_config(path, required=path_src != DEFAULT)
-    values: dict[str, Any] = {}
-    sources = {"home": home_src, "config_path": path_src}
-    for spec in _SPECS:
-        found = _lookup(spec, given, env, config, path)
-        if found is not None:
-            raw, source = found
-            values[spec.field] = _parse(spec, raw, source)
-            sources[spec.field] = source
-    prices = _prices(config.get("prices", {}), path)
-    _derive(values, sources, home)
-    return Settings(
-        **values, home=home, config_path=str(path), prices=prices, sources=sources
-    )
-
-
-def _home(given: Mapping[str, Any], env: Mapping[str, str]) -> tuple[str, str]:
-    if "home" in given:
-        return _path(str(given["home"])), "flag --home"
-    if "MEMCHAT_HOME" in env:
-        return _path(env["MEMCHAT_HOME"]), "env MEMCHAT_HOME"
-    return _path("~/.memchat"), DEFAULT
-
-
-def _config_location(
-    given: Mapping[str, Any], env: Mapping[str, str], explicit: str | Path | None, home: str
-) -> tuple[Path, str]:
-    if "config" in given:
-        return Path(given["config"]).expanduser(), "flag --config"
-    if explicit is not None:
-        return Path(explicit).expanduser(), "argument config_path"
-    if "MEMCHAT_CONFIG" in env:
-        return Path(env["MEMCHAT_CONFIG"]).expanduser(), "env MEMCHAT_CONFIG"
-    return Path(home) / "config.toml", DEFAULT
-
-
-def _read_config(path: Path, *, required: bool) -> dict[str, Any]:
-    """The config file's table; a missing default file is fine, a named one must exist."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        if required:
-            raise ConfigError(f"config file {path} does not exist") from None
-        return {}
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = set(data) - _KEYS - {"prices"}
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown setting(s) {', '.join(sorted(unknown))}; "
-            f"valid: {', '.join(sorted(_KEYS | {'prices'}))}"
-        )
-    return data
-
-
-def _lookup(
-    spec: _Spec,
-    given: Mapping[str, Any],
-    env: Mapping[str, str],
-    config: Mapping[str, Any],
-    path: Path,
-) -> tuple[Any, str] | None:
-    if spec.key in given:
-        return given[spec.key], f"flag --{spec.key.replace('_', '-')}"
-    for name in spec.env:
-        if name in env:
-            return env[name], f"env {name}"
-    if spec.key in config:
-        return config[spec.key], f"config {path}"
-    return None
-
-
-def _parse(spec: _Spec, raw: Any, source: str) -> Any:
-    try:
-        return spec.parse(raw)
-    except ValueError as exc:
-        raise ConfigError(f"invalid {spec.key} {raw!r} (from {source}): {exc}") from None
-
-
-def _prices(table: Any, path: Path) -> dict[str, Any]:
-    if not isinstance(table, dict) or not all(isinstance(v, dict) for v in table.values()):
-        raise ConfigError(f'config file {path}: [prices] must hold tables like [prices."model"]')
-    return table
-
-
-def _derive(values: dict[str, Any], sources: dict[str, str], home: str) -> None:
-    """Defaults that depend on other settings: the backend, the OpenAI model, the store."""
-    if "backend" not in values:
-        if "base_url" in values:
-            values["backend"] = "openai"
-            sources["backend"] = f"derived from base_url ({sources['base_url']})"
-        elif "model" in values and _is_openai_model(values["model"]):
-            values["backend"] = "openai"
-            sources["backend"] = f"derived from model ({sources['model']})"
-    if values.get("backend") == "fake":
-        values["backend"] = "echo"
-    if values.get("backend") == "openai" and "model" not in values:
-        values["model"] = DEFAULT_OPENAI_MODEL
-    if "store_url" not in values:
-        values["store_url"] = f"sqlite:///{Path(home) / 'memchat.db'}"
-    budget, reserve = values.get("budget"), values.get("reserve")
-    if budget is not None and reserve is not None and reserve >= budget:
-        raise ConfigError(
-            f"reserve {reserve} (from {sources['reserve']}) must be smaller than budget "
-            f"{budget} (from {sources['budget']})"
-        )
-
-
-def _is_openai_model(model: str) -> bool:
-    from .tokenizers import encoding_name_for
-
-    return encoding_name_for(model)[1]
 
 
 # -- building --------------------------------------------------------------------------------
@@ -391,10 +117,11 @@ def _openai_backend(settings: Settings) -> Any:
 
 
 def token_counter_for(settings: Settings) -> Any:
-    """The configured backend's TokenCounter, without loading model weights.
+    """The configured backend's TokenCounter, loading as little as possible.
 
-    OpenAI models count with tiktoken; the embedded model counts with its own tokenizer, read
-    from the GGUF's vocabulary only (``vocab_only=True``), which takes a fraction of a second.
+    OpenAI models count with tiktoken. The embedded model counts with its own tokenizer: read
+    from the GGUF's vocabulary only when ``backends.llama_cpp`` offers ``vocab_counter(path)``,
+    else from the (process-wide, cached) loaded model.
     """
     if settings.backend == "openai":
         from .tokenizers import counter_for_model
@@ -402,9 +129,46 @@ def token_counter_for(settings: Settings) -> Any:
         return counter_for_model(settings.model or DEFAULT_OPENAI_MODEL)
     if settings.backend == "local":
         module = _local_module()
-        path = _model_path(settings) or module.default_model_path()
-        return module.vocab_counter(path)
+        vocab_counter = getattr(module, "vocab_counter", None)
+        if vocab_counter is None:  # the backend offers no vocab-only counter: load the model
+            return _local_backend(settings).token_counter()
+        return vocab_counter(_model_path(settings) or module.default_model_path())
     return build_backend(settings).token_counter()
+
+
+@dataclass(frozen=True)
+class CountingBackend:
+    """A backend that only counts tokens, for inspecting contexts without loading a model.
+
+    ``memchat context`` uses it for the embedded model; streaming from it is a usage error.
+    """
+
+    model: str
+    context_window: int | None
+    counter: Any
+
+    def token_counter(self) -> Any:
+        return self.counter
+
+    def stream(self, messages: Any, params: Any) -> Any:
+        raise UsageError("this backend only counts tokens; it cannot generate")
+
+
+def counting_backend(settings: Settings) -> Any:
+    """A CountingBackend for the configured model (the fakes are cheap: they are used as is)."""
+    if settings.backend == "openai":
+        from .backends.openai_compat import CONTEXT_WINDOWS
+        from .pricing import match_model
+
+        model = settings.model or DEFAULT_OPENAI_MODEL
+        found = match_model(model, CONTEXT_WINDOWS)
+        window = CONTEXT_WINDOWS[found] if found else None
+        return CountingBackend(model, window, token_counter_for(settings))
+    if settings.backend != "local":
+        return build_backend(settings)
+    counter = token_counter_for(settings)
+    name = Path(settings.model_path).name if settings.model_path else "embedded model"
+    return CountingBackend(name, max(LOCAL_CONTEXT, settings.budget or 0), counter)
 
 
 def default_reserve(window: int) -> int:
@@ -445,7 +209,10 @@ def build_session(
     counter = backend.token_counter()
     messages = list(history)
     if store is not None and conversation_id is not None:
-        messages = [*store.load(conversation_id), *messages]
+        stored = store.load(conversation_id)
+        for msg in stored:  # stored counts may come from another model's tokenizer: recount
+            msg.tokens = None
+        messages = [*stored, *messages]
     strategy = make_strategy(
         settings.strategy,
         store=store,

@@ -15,7 +15,14 @@ from typing import Any
 from .core.errors import ConfigError
 from .core.memory import CacheAware, MemoryStrategy, RoundWindow, TokenBudget
 
-__all__ = ["STRATEGIES", "STRATEGY_NAMES", "StrategyFactory", "lazy", "make_strategy"]
+__all__ = [
+    "DEFAULT_STRATEGY",
+    "STRATEGIES",
+    "STRATEGY_NAMES",
+    "StrategyFactory",
+    "lazy",
+    "make_strategy",
+]
 
 StrategyFactory = Callable[..., MemoryStrategy]
 
@@ -48,16 +55,22 @@ STRATEGIES: dict[str, StrategyFactory] = {
     "window": _window,
     "budget": _budget,
     "cache": _cache,
+    "summary": lazy("memchat.memory_wiring:summary_strategy"),
+    "recall": lazy("memchat.memory_wiring:recall_strategy"),
+    "recall-bm25": lazy("memchat.memory_wiring:recall_bm25_strategy"),
+    "recall-embed": lazy("memchat.memory_wiring:recall_embed_strategy"),
+    "hybrid": lazy("memchat.memory_wiring:hybrid_strategy"),
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
+
+DEFAULT_STRATEGY = "cache"
+"""The strategy of new sessions unless settings name another (the best one measured)."""
 
 
 def make_strategy(name: str, **options: Any) -> MemoryStrategy:
     """Build the named strategy; unknown names raise ConfigError listing the valid ones."""
     factory = STRATEGIES.get(name)
     if factory is None:
-        raise ConfigError(
-            f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}"
-        )
+        raise ConfigError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}")
     return factory(**options)

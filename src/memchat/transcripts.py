@@ -8,7 +8,9 @@ Accepted input, detected from the content:
 - memchat's own JSON export (an object with a ``messages`` array), so exports read back.
 
 Reading is all or nothing: the first problem raises InputError naming the file and the line
-(JSONL) or the array index, and no message is returned.
+(JSONL) or the array index, and no message is returned. Messages read get fresh ids (so a file
+can be imported twice) and no token counts (they depend on the model that counts them); roles,
+contents, times and pins are kept, so an export reads back as the same conversation.
 """
 
 from __future__ import annotations

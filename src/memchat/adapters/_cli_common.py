@@ -7,8 +7,7 @@ Every MemchatError becomes one line on stderr and an exit code, never a tracebac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -29,6 +28,7 @@ __all__ = [
     "exit_code",
     "fail",
     "find_conversation",
+    "one_line",
     "settings_options",
 ]
 
@@ -108,14 +108,6 @@ def find_conversation(store: Store, name: str) -> ConversationInfo:
     return store.find_conversation(name)
 
 
-@contextmanager
-def errors_as_exit() -> Iterator[None]:
-    try:
-        yield
-    except MemchatError as exc:
-        fail(exc)
-
-
 # name, metavar, help
 _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("backend", "NAME", "local (embedded model), openai, or echo."),
@@ -133,7 +125,6 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("max-retries", "N", "Retries on 429/5xx/connection errors."),
     ("config", "FILE", "Config file (default $MEMCHAT_HOME/config.toml)."),
 )
-SETTING_KEYS = tuple(name.replace("-", "_") for name, _, _ in _OPTIONS)
 
 
 def settings_options(*names: str) -> Callable[[F], F]:
@@ -150,8 +141,3 @@ def settings_options(*names: str) -> Callable[[F], F]:
         return func
 
     return decorate
-
-
-def split_flags(kwargs: dict[str, Any]) -> dict[str, Any]:
-    """Pop the settings flags out of a command's keyword arguments."""
-    return {key: kwargs.pop(key) for key in SETTING_KEYS if key in kwargs}

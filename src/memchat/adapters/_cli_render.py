@@ -37,6 +37,7 @@ _STATUS_STYLE = {
     "system": "blue",
 }
 MAX_DROPPED_ROWS = 20
+RECALL_BLOCK_ID = "recalled"  # the id RecallMemory gives the message holding recalled rounds
 
 
 def short_id(message_id: str) -> str:
@@ -63,7 +64,9 @@ def meter_text(reading: MeterReading, context: Context | None = None) -> Text:
 
 
 def _statuses(ctx: Context) -> dict[str, str]:
-    status: dict[str, str] = {}
+    """Status by message id; a left-out message brought back by recall shows as recalled."""
+    summarized = {m.id for m in ctx.summarized}
+    status = {m.id: "summarized" if m.id in summarized else "dropped" for m in ctx.dropped}
     for m in ctx.pinned:
         status[m.id] = "pinned"
     for recalled in ctx.recalled:
@@ -71,15 +74,14 @@ def _statuses(ctx: Context) -> dict[str, str]:
             status[m.id] = "recalled"
     if ctx.summary is not None:
         status[ctx.summary.id] = "summary"
-    summarized = {m.id for m in ctx.summarized}
-    for m in ctx.dropped:
-        status[m.id] = "summarized" if m.id in summarized else "dropped"
     return status
 
 
-def _status_of(m: Message, status: dict[str, str], question: Message | None) -> str:
+def _status_of(m: Message, ctx: Context, status: dict[str, str], question: Message | None) -> str:
     if question is not None and m is question:
         return "question"
+    if m.id == RECALL_BLOCK_ID and ctx.recalled:
+        return "recalled"
     return status.get(m.id, "system" if m.role == "system" else "kept")
 
 
@@ -91,20 +93,22 @@ def context_table(
     show_all: bool = False,
 ) -> Table:
     """Every message sent (in order), then what was left out, with token counts and status."""
-    table = Table(show_edge=False, pad_edge=False, expand=False)
-    for name, justify in (("#", "right"), ("id", "left"), ("role", "left")):
-        table.add_column(name, justify=justify)  # type: ignore[arg-type]
-    table.add_column("tokens", justify="right")
-    table.add_column("status")
+    table = Table(show_edge=False, pad_edge=False, expand=True)
+    table.add_column("#", justify="right", no_wrap=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("role", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
     table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
     status = _statuses(ctx)
     for n, m in enumerate(ctx.messages, start=1):
-        _row(table, str(n), m, _status_of(m, status, question), counter)
+        _row(table, str(n), m, _status_of(m, ctx, status, question), counter)
     dropped = list(ctx.dropped)
-    if dropped and not show_all and len(dropped) > MAX_DROPPED_ROWS:
-        hidden = len(dropped) - MAX_DROPPED_ROWS
-        table.add_row("", "", "", "", "", Text(f"… {hidden:,} older left-out messages", "dim"))
-        dropped = dropped[-MAX_DROPPED_ROWS:]
+    if not show_all and len(dropped) > MAX_DROPPED_ROWS:
+        shown = {m.id for m in dropped[-MAX_DROPPED_ROWS:]}
+        dropped = [m for m in dropped if m.id in shown or status[m.id] != "dropped"]
+        hidden = len(ctx.dropped) - len(dropped)
+        table.add_row("", "", "", "", "", Text(f"… {hidden:,} more left out (--all)", "dim"))
     for m in dropped:
         _row(table, "-", m, status[m.id], counter)
     return table
@@ -139,8 +143,11 @@ def settings_table(settings: Settings) -> Table:
     table = Table("setting", "value", "source", show_edge=False, pad_edge=False)
     for name, value in settings.masked().items():
         shown = "(not set)" if value is None else str(value)
-        table.add_row(name, Text(shown, style="dim" if value is None else ""),
-                      Text(settings.source(name), style="dim"))
+        table.add_row(
+            name,
+            Text(shown, style="dim" if value is None else ""),
+            Text(settings.source(name), style="dim"),
+        )
     return table
 
 
@@ -149,21 +156,36 @@ def _when(epoch: float) -> str:
 
 
 def conversations_table(infos: Iterable[ConversationInfo]) -> Table:
-    table = Table("id", "title", "messages", "tokens", "updated", show_edge=False, pad_edge=False)
+    table = Table(show_edge=False, pad_edge=False, expand=True)
+    table.add_column("id", no_wrap=True)
+    table.add_column("title", no_wrap=True, overflow="ellipsis", ratio=1)
+    for name in ("messages", "tokens"):
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_column("updated", no_wrap=True)
     for info in infos:
         table.add_row(
-            info.id, preview(info.title, 50), f"{info.message_count:,}",
-            f"{info.total_tokens:,}", _when(info.updated_at),
+            info.id,
+            info.title or "untitled",
+            f"{info.message_count:,}",
+            f"{info.total_tokens:,}",
+            _when(info.updated_at),
         )
     return table
 
 
-def messages_table(messages: Sequence[Message]) -> Table:
-    table = Table("id", "when", "role", "tokens", "", "content", show_edge=False, pad_edge=False)
+def messages_table(messages: Sequence[Message], *, full: bool = True) -> Table:
+    """Messages with ids and times; ``full=False`` shows a one-line preview of each."""
+    table = Table(show_edge=False, pad_edge=False, expand=True)
+    for name in ("id", "when", "role", "tokens", ""):
+        table.add_column(name, no_wrap=True)
+    table.add_column("content", no_wrap=not full, overflow="fold" if full else "ellipsis", ratio=1)
     for m in messages:
         table.add_row(
-            short_id(m.id), _when(m.created_at), m.role,
+            short_id(m.id),
+            _when(m.created_at),
+            m.role,
             "" if m.tokens is None else f"{m.tokens:,}",
-            Text("pinned" if m.pinned else "", style="yellow"), Text(m.content),
+            Text("pinned" if m.pinned else "", style="yellow"),
+            Text(m.content if full else preview(m.content, 80)),
         )
     return table
