@@ -177,3 +177,14 @@ def test_conversation_id_becomes_the_cache_key(backend: ScriptedBackend) -> None
     session = ChatSession(backend, store=NullStore(), conversation_id="conv-7")  # type: ignore[arg-type]
     session.ask("hi")
     assert backend.params[0].cache_key == "conv-7"
+
+
+def test_nul_is_removed_and_broken_unicode_rejected(backend: ScriptedBackend) -> None:
+    session = ChatSession(backend)
+    session.ask("a\x00b")
+    assert session.history.rounds[0][0].content == "ab"
+    with pytest.raises(UsageError, match="Unicode"):
+        session.send("bad \ud800 surrogate")
+    with pytest.raises(UsageError, match="empty"):
+        session.send("\x00")
+    assert len(session.history.rounds) == 1

@@ -119,8 +119,13 @@ class ChatSession:
     # -- turns ------------------------------------------------------------------------------
     def send(self, text: str) -> Reply:
         """Start a turn. Raises UsageError for an empty message before anything is sent."""
-        if not isinstance(text, str) or not text.strip():
+        if not isinstance(text, str) or not text.replace("\x00", "").strip():
             raise UsageError("the message is empty")
+        text = text.replace("\x00", "")  # no store (PostgreSQL) can hold NUL characters
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"the message has text that is not valid Unicode ({exc})") from None
         message, notices = self._fit_input(text)
         return Reply(self, message, notices)
 

@@ -6,6 +6,7 @@ write: a rejected call changes nothing.
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from collections import Counter
@@ -18,6 +19,7 @@ from ..core.store import ConversationInfo
 __all__ = [
     "IntegrityConflict",
     "check_id",
+    "check_ids",
     "check_messages",
     "check_owner",
     "check_text",
@@ -94,6 +96,13 @@ def check_messages(messages: Sequence[Message]) -> list[Message]:
         check_text(msg.content, f"message {msg.id!r}")
         if msg.tokens is not None and (not isinstance(msg.tokens, int) or msg.tokens < 0):
             raise InputError(f"message {msg.id!r} has an invalid token count {msg.tokens!r}")
+        stamp = msg.created_at
+        if (
+            isinstance(stamp, bool)
+            or not isinstance(stamp, int | float)
+            or not math.isfinite(stamp)
+        ):
+            raise InputError(f"message {msg.id!r} has an invalid timestamp {stamp!r}")
     return batch
 
 
@@ -107,10 +116,19 @@ def duplicate_ids(batch: Sequence[Message], already_stored: Callable[[list[str]]
     return f"message id {clash[0]!r} is already used in this conversation"
 
 
+def check_ids(message_ids: Iterable[str]) -> list[str]:
+    """Distinct message ids, sorted; one bare string is a mistake, not a list of characters."""
+    if isinstance(message_ids, str | bytes):
+        raise InputError("give a list of message ids, not a single string")
+    return sorted({check_text(i, "a message id") for i in message_ids})
+
+
 def check_vectors(model: object, vectors: Mapping[str, object]) -> dict[str, bytes]:
     """Vectors as float32 bytes by message id."""
     if not isinstance(model, str) or not model.strip():
         raise InputError("an embedding model name is required")
+    if not isinstance(vectors, Mapping):
+        raise InputError(f"vectors must map message ids to bytes, got {type(vectors).__name__}")
     out: dict[str, bytes] = {}
     for mid, vec in vectors.items():
         if not isinstance(vec, bytes | bytearray | memoryview):
@@ -136,10 +154,15 @@ def resolve_conversation(
     found = by_id(wanted)
     if found is not None:
         return found
-    for candidates in (by_title(wanted), by_prefix(wanted) if _HEX_PREFIX.fullmatch(wanted) else []):
+    for candidates in (
+        by_title(wanted),
+        by_prefix(wanted) if _HEX_PREFIX.fullmatch(wanted) else [],
+    ):
         if len(candidates) == 1:
             return candidates[0]
         if candidates:
             ids = ", ".join(f"{c.id} ({c.title or 'untitled'})" for c in candidates[:5])
-            raise UsageError(f"{wanted!r} matches {len(candidates)} conversations: {ids}; use the id")
+            raise UsageError(
+                f"{wanted!r} matches {len(candidates)} conversations: {ids}; use the id"
+            )
     raise NotFound(f"no conversation named {wanted!r}; {_LIST_HINT}")

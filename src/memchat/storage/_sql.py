@@ -18,6 +18,7 @@ from ..core.store import ConversationInfo, SummaryRecord
 from ._common import (
     IntegrityConflict,
     check_id,
+    check_ids,
     check_messages,
     check_owner,
     check_text,
@@ -35,14 +36,13 @@ __all__ = ["Rows", "SQLStore", "Tx"]
 _CHUNK = 500  # ids per IN (…) list: far below SQLite's and PostgreSQL's parameter limits
 
 _INFO = """SELECT c.id, c.title, c.created_at, c.updated_at, c.owner,
-    (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id),
-    (SELECT COALESCE(SUM(m.tokens), 0) FROM messages m WHERE m.conversation_id = c.id)
-    FROM conversations c WHERE {where}
+    c.message_count, c.total_tokens FROM conversations c WHERE {where}
     ORDER BY c.updated_at DESC, c.created_at DESC, c.id"""
 
 
 class Rows(Protocol):
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
 
     def fetchone(self) -> Any: ...
 
@@ -100,7 +100,9 @@ class SQLStore:
     def _present(self, tx: Tx, conversation_id: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for part in _chunks(ids):
-            sql = f"SELECT id FROM messages WHERE conversation_id = ? AND id IN ({_marks(len(part))})"
+            sql = (
+                f"SELECT id FROM messages WHERE conversation_id = ? AND id IN ({_marks(len(part))})"
+            )
             found.update(r[0] for r in tx.execute(sql, (conversation_id, *part)).fetchall())
         return found
 
@@ -182,8 +184,9 @@ class SQLStore:
                     rows,
                 )
                 tx.execute(
-                    "UPDATE conversations SET updated_at = ? WHERE id = ?",
-                    (time.time(), conversation_id),
+                    "UPDATE conversations SET updated_at = ?, message_count = message_count + ?,"
+                    " total_tokens = total_tokens + ? WHERE id = ?",
+                    (time.time(), len(batch), sum(m.tokens or 0 for m in batch), conversation_id),
                 )
         except IntegrityConflict as e:
             self._explain_conflict(conversation_id, batch, e)
@@ -192,7 +195,9 @@ class SQLStore:
         with self._tx(write=False) as tx:
             self._require(tx, cid)  # deleted meanwhile: NotFound
             why = duplicate_ids(batch, lambda ids: self._present(tx, cid, ids))
-        raise StorageError(f"could not append to conversation {cid!r}: {why}; nothing was saved") from error
+        raise StorageError(
+            f"could not append to conversation {cid!r}: {why}; nothing was saved"
+        ) from error
 
     def load(self, conversation_id: str) -> list[Message]:
         with self._tx(write=False) as tx:
@@ -205,17 +210,24 @@ class SQLStore:
         return [_message(r) for r in rows]
 
     def delete_messages(self, conversation_id: str, message_ids: Sequence[str]) -> None:
-        ids = sorted({check_text(i, "a message id") for i in message_ids})
+        ids = check_ids(message_ids)
         with self._tx() as tx:
             self._require(tx, conversation_id)
             missing = set(ids) - self._present(tx, conversation_id, ids)
             if missing:
                 raise missing_messages(conversation_id, missing)
+            count = tokens = 0
             for part in _chunks(ids):
-                tx.execute(
-                    f"DELETE FROM messages WHERE conversation_id = ? AND id IN ({_marks(len(part))})",
-                    (conversation_id, *part),
-                )
+                where = f"conversation_id = ? AND id IN ({_marks(len(part))})"
+                params = (conversation_id, *part)
+                row = tx.execute(f"SELECT SUM(tokens) FROM messages WHERE {where}", params)
+                tokens += int(row.fetchone()[0] or 0)
+                count += tx.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
+            tx.execute(
+                "UPDATE conversations SET message_count = message_count - ?,"
+                " total_tokens = total_tokens - ? WHERE id = ?",
+                (count, tokens, conversation_id),
+            )
 
     def set_pinned(self, conversation_id: str, message_id: str, pinned: bool) -> None:
         with self._tx() as tx:
@@ -295,4 +307,6 @@ class SQLStore:
 def _message(row: Sequence[Any]) -> Message:
     role: Role = row[1]
     tokens = None if row[4] is None else int(row[4])
-    return Message(role, row[2], id=row[0], created_at=float(row[3]), tokens=tokens, pinned=bool(row[5]))
+    return Message(
+        role, row[2], id=row[0], created_at=float(row[3]), tokens=tokens, pinned=bool(row[5])
+    )

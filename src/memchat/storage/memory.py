@@ -18,6 +18,7 @@ from ..core.messages import Message
 from ..core.store import ConversationInfo, SummaryRecord
 from ._common import (
     check_id,
+    check_ids,
     check_messages,
     check_owner,
     check_text,
@@ -150,7 +151,7 @@ class InMemoryStore:
             return [replace(m) for m in self._get(conversation_id).messages]
 
     def delete_messages(self, conversation_id: str, message_ids: Sequence[str]) -> None:
-        gone = {check_text(i, "a message id") for i in message_ids}
+        gone = set(check_ids(message_ids))
         with self._lock:
             conv = self._get(conversation_id)
             missing = gone - {m.id for m in conv.messages}

@@ -132,6 +132,20 @@ def m003_vectors(db: Schema) -> None:
     db.execute("CREATE INDEX vectors_by_message ON vectors (conversation_id, message_id)")
 
 
+@migration
+def m004_conversation_totals(db: Schema) -> None:
+    """Keep message and token totals on the conversation: listing stays O(conversations)."""
+    for column in ("message_count", "total_tokens"):
+        db.execute(f"ALTER TABLE conversations ADD COLUMN {column} BIGINT NOT NULL DEFAULT 0")
+    db.execute(
+        """UPDATE conversations SET
+            message_count = (SELECT COUNT(*) FROM messages m
+                             WHERE m.conversation_id = conversations.id),
+            total_tokens = (SELECT COALESCE(SUM(m.tokens), 0) FROM messages m
+                            WHERE m.conversation_id = conversations.id)"""
+    )
+
+
 def migration_names(migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
     return [m.__name__ for m in migrations]
 

@@ -94,24 +94,28 @@ class PostgresStore(SQLStore):
         if schema:
             self._kwargs["options"] = f"-c search_path={schema}"
         self._migrate(migrations)
+        self._pool = self._open_pool(pool_module, min_size, max_size)
+
+    def _open_pool(self, pool_module: Any, min_size: int, max_size: int) -> Any:
+        """A pool that checks each connection before lending it (the server may restart)."""
         pool = pool_module.ConnectionPool(
-            dsn,
+            self.dsn,
             kwargs=self._kwargs,
             min_size=min_size,
             max_size=max_size,
             open=False,
-            timeout=timeout,
+            timeout=self._timeout,
             name="memchat",
             num_workers=2,
             check=pool_module.ConnectionPool.check_connection,
         )
         try:
             with self._errors():
-                pool.open(wait=True, timeout=timeout)
+                pool.open(wait=True, timeout=self._timeout)
         except BaseException:
             pool.close()
             raise
-        self._pool = pool
+        return pool
 
     def _describe(self, dsn: str) -> str:
         """Where the server is, without the password (for error messages)."""
