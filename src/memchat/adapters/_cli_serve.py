@@ -1,0 +1,51 @@
+"""`memchat serve`: the OpenAI-compatible HTTP server (needs the server extra)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from ..core.errors import ConfigError
+from ..core.messages import Message
+from ..core.store import Store
+from ..settings import build_session
+from ._cli_common import App, settings_options
+
+__all__ = ["serve"]
+
+
+@click.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to listen on.")
+@click.option("--port", type=int, default=8000, show_default=True, help="Port.")
+@click.option(
+    "--keys",
+    metavar="KEY,…",
+    envvar="MEMCHAT_SERVER_KEYS",
+    help="Require one of these bearer keys (or MEMCHAT_SERVER_KEYS); each key has its own "
+    "conversations.",
+)
+@settings_options()
+@click.pass_obj
+def serve(app: App, /, host: str, port: int, keys: str | None, **flags: Any) -> None:
+    """Serve an OpenAI-compatible API (/v1/chat/completions) with stateful conversations."""
+    settings = app.settings(flags)
+    try:
+        import uvicorn
+
+        from .server import build_server
+    except ImportError as exc:
+        raise ConfigError(
+            f'the server is not installed ({exc}): pip install "memchat[server]"'
+        ) from exc
+    backend = app.backend(settings)
+    store = app.store(settings)
+
+    def make_session(st: Store | None, cid: str | None, history: list[Message]) -> Any:
+        return build_session(
+            settings, store=st, conversation_id=cid, backend=backend, history=history
+        )
+
+    key_set = frozenset(k.strip() for k in (keys or "").split(",") if k.strip())
+    server = build_server(make_session, store=store, model=backend.model, keys=key_set)
+    uvicorn.run(server, host=host, port=port, log_level="info")
