@@ -23,7 +23,7 @@ import json
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from starlette.applications import Starlette
@@ -227,7 +227,9 @@ def build_server(
     """The ASGI app. ``make_session(store, conversation_id, history)`` builds a ChatSession."""
     server = _Server(make_session, store, model, keys)
 
-    async def guarded(request: Request, handler: Callable[..., Any]) -> Response:
+    async def guarded(
+        request: Request, handler: Callable[[Request, str], Awaitable[Response]]
+    ) -> Response:
         try:
             owner = server.owner(request)
             return await handler(request, owner)
@@ -297,7 +299,9 @@ def build_server(
         msgs = [m.to_dict() for m in server.store.load(info.id)]
         return JSONResponse({"id": info.id, "title": info.title, "messages": msgs})
 
-    def route(path: str, handler: Callable[..., Any], methods: list[str]) -> Route:
+    def route(
+        path: str, handler: Callable[[Request, str], Awaitable[Response]], methods: list[str]
+    ) -> Route:
         async def endpoint(request: Request) -> Response:
             return await guarded(request, handler)
 
