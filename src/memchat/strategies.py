@@ -64,6 +64,10 @@ STRATEGIES: dict[str, StrategyFactory] = {
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
+#: The best measured strategy (docs/benchmarks/recall.md): cache-aware window + recalled rounds
+#: ranked by BM25 and MiniLM fused. Needs the ``embed`` extra.
+DEFAULT_STRATEGY = "recall"
+
 DEFAULT_STRATEGY = "cache"
 """The strategy of new sessions unless settings name another (the best one measured)."""
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 
 from .backend import ChatBackend, GenerationParams, Usage
@@ -218,8 +218,9 @@ class ChatSession:
                 index.sync(self.history.rounds[:-1])
             if not self._summary_loaded and isinstance(self.strategy, Summarizing):
                 self._summary_loaded = True
-                if self.strategy.summary is None and self.store and self.conversation_id:
-                    record = self.store.get_summary(self.conversation_id)
+                store, conversation = self.store, self.conversation_id
+                if self.strategy.summary is None and store is not None and conversation:
+                    record = store.get_summary(conversation)
                     self.strategy = self.strategy.with_summary(record)
         except Exception as exc:  # noqa: BLE001 - memory is best effort; the turn goes on
             log.warning("long-term memory unavailable: %s", exc, exc_info=True)

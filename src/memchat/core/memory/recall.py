@@ -10,6 +10,7 @@ that changes on every turn sits late, so the prefix before it stays cache-stable
 from __future__ import annotations
 
 import logging
+import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
@@ -62,6 +63,35 @@ class RoundIndex(Protocol):
         ...
 
 
+class _RoundMap:
+    """Round key -> round index for a history's older rounds, extended as the history grows.
+
+    The newest round is left out (it is never recalled, and ``context_for`` swaps it), so the
+    map stays valid from turn to turn and each select pays O(new rounds), not O(history).
+    """
+
+    def __init__(self) -> None:
+        self.where: dict[str, int] = {}
+        self.count = 0
+
+    def update(self, history: History) -> dict[str, int]:
+        rounds = history.rounds
+        upto = len(rounds) - 1
+        if self.count > upto or (self.count and rounds[self.count - 1][0].id not in self.where):
+            self.where, self.count = {}, 0
+        for i in range(self.count, max(upto, self.count)):
+            self.where[rounds[i][0].id] = i
+        self.count = max(upto, self.count)
+        return self.where
+
+
+_MAPS: weakref.WeakKeyDictionary[History, _RoundMap] = weakref.WeakKeyDictionary()
+
+
+def _round_map(history: History) -> dict[str, int]:
+    return _MAPS.setdefault(history, _RoundMap()).update(history)
+
+
 def _format(rnd: Round) -> str:
     return "\n".join(f"[{stamp(m.created_at)}] {m.role}: {m.content}" for m in rnd)
 
@@ -78,7 +108,7 @@ class RecallMemory:
     retriever: Retriever
     window: MemoryStrategy = CacheAware()
     share: float = 0.3
-    k: int = 8
+    k: int = 10
     name: str = "recall"
 
     def __post_init__(self) -> None:
@@ -129,7 +159,7 @@ class RecallMemory:
         counter = history.counter
         room = free - counter.per_message - counter.count(RECALL_HEADER) - 1
         sent = {m.id for m in ctx.messages}
-        where = {round_key(r): i for i, r in enumerate(history.rounds)}
+        where = _round_map(history)
         chosen: list[tuple[int, Recalled, str]] = []
         for key, score in hits:
             i = where.get(key)

@@ -1,0 +1,197 @@
+"""What the page shows, as plain data and escaped HTML: chat, meter, notices, inspector.
+
+Every piece of user or model text that goes into our own HTML passes through ``html.escape``;
+chat messages go to ``gr.Chatbot``, which renders Markdown and sanitises HTML in the browser.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable, Sequence
+
+from ..core.memory import Context
+from ..core.messages import Message
+from ..core.meter import MeterReading
+from ..core.session import ChatSession
+from ..core.store import ConversationInfo
+from ..core.tokens import message_tokens
+
+__all__ = [
+    "SHOWN",
+    "chat_messages",
+    "conversation_choices",
+    "inspector_html",
+    "message_choices",
+    "meter_html",
+    "notice_markdown",
+    "short_title",
+]
+
+ChatRows = list[dict[str, str]]
+
+
+def short_title(text: str, limit: int = 48) -> str:
+    """A conversation title from its first message: one line, at most ``limit`` characters."""
+    line = " ".join(text.split())
+    return line if len(line) <= limit else line[: limit - 1].rstrip() + "…"
+
+
+SHOWN = 200  # messages drawn in the chat; a page with thousands of them would crawl
+
+
+def chat_messages(messages: Iterable[Message], limit: int = SHOWN) -> ChatRows:
+    """The newest ``limit`` messages for ``gr.Chatbot`` (system messages are not shown)."""
+    rows = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
+    if len(rows) <= limit:
+        return rows
+    hidden = len(rows) - limit
+    note = (
+        f"*{hidden:,} earlier messages are not shown here; they are still part of the "
+        "conversation. Export it to read them all.*"
+    )
+    return [{"role": "assistant", "content": note}, *rows[-limit:]]
+
+
+def conversation_choices(infos: Iterable[ConversationInfo]) -> list[tuple[str, str]]:
+    return [(info.title or "Untitled conversation", info.id) for info in infos]
+
+
+def message_choices(session: ChatSession | None) -> list[tuple[str, str]]:
+    """The messages the inspector can pin or forget, newest first."""
+    if session is None:
+        return []
+    rows = [m for m in session.history.messages() if m.role != "system"]
+    choices = []
+    for n, m in reversed(list(enumerate(rows, 1))):
+        pin = " · pinned" if m.pinned else ""
+        choices.append((f"#{n} {m.role}{pin}: {short_title(m.content, 60)}", m.id))
+    return choices
+
+
+def meter_html(reading: MeterReading | None) -> str:
+    """Tokens in context / window with a bar: amber from 80 %, red from 95 %."""
+    if reading is None:
+        return (
+            '<div class="mc-meter" data-level="idle"><div class="mc-meter-bar">'
+            '<div class="mc-meter-fill" style="width:0%"></div></div>'
+            '<div class="mc-meter-text">No tokens in context yet</div></div>'
+        )
+    width = min(100.0, reading.fraction * 100)
+    return (
+        f'<div class="mc-meter" data-level="{reading.level}" '
+        f'data-tokens="{reading.context_tokens}" data-window="{reading.window}">'
+        f'<div class="mc-meter-bar"><div class="mc-meter-fill" style="width:{width:.1f}%">'
+        f'</div></div><div class="mc-meter-text">{html.escape(_meter_text(reading))}</div></div>'
+    )
+
+
+def _meter_text(reading: MeterReading) -> str:
+    approx = "" if reading.exact else "~"
+    text = (
+        f"{approx}{reading.context_tokens:,} / {reading.window:,} tokens in context "
+        f"({reading.fraction:.0%})"
+    )
+    if reading.usage and reading.usage.cached_tokens:
+        text += f" · {reading.usage.cached_tokens:,} cached"
+    if reading.cost is not None:
+        text += f" · ${reading.cost:.4f} this turn"
+    if reading.total_cost is not None:
+        text += f" · ${reading.total_cost:.4f} in this session"
+    return text
+
+
+def notice_markdown(notes: Sequence[str]) -> str:
+    """Trimming / summarising / retry notices of the last turn ('' when there are none)."""
+    lines = [f"• {_md_text(note)}" for note in dict.fromkeys(notes) if note]
+    return "  \n".join(lines)
+
+
+def _md_text(text: str) -> str:
+    """Text shown literally in Markdown: HTML and Markdown punctuation escaped."""
+    out = html.escape(text)
+    for ch in "\\`*_[]#|":
+        out = out.replace(ch, "\\" + ch)
+    return out
+
+
+# -- the context inspector -------------------------------------------------------------------
+def inspector_html(session: ChatSession | None) -> str:
+    """Exactly what was sent on the last turn, and what was left out, with token counts."""
+    context = session.last_context if session is not None else None
+    if session is None or context is None:
+        return (
+            '<div class="mc-insp"><p class="mc-empty">Nothing has been sent in this session '
+            "yet. After your next message this panel shows exactly what the model received: "
+            "kept, dropped, summarised, recalled and pinned messages, with token counts.</p></div>"
+        )
+    count = session.counter
+    sent_tokens = context.tokens
+    parts = [
+        '<div class="mc-insp">',
+        f'<p class="mc-insp-head">Strategy <b>{html.escape(context.strategy or "?")}</b> · '
+        f"{sent_tokens:,} of {session.budget.available:,} prompt tokens "
+        f"(window {session.budget.window:,}, {session.budget.reserve_for_reply:,} kept for "
+        f"the reply) · tokens counted with <code>{html.escape(count.name)}</code>"
+        f"{'' if count.exact else ' (estimate)'}</p>",
+        _section("Sent to the model", "sent", _sent_rows(context, session)),
+        _section("Dropped", "dropped", [_row(m, "dropped", session) for m in context.dropped]),
+        _section(
+            "Summarised (folded into the summary)",
+            "summarized",
+            [_row(m, "summarised", session) for m in context.summarized],
+        ),
+        _section("Recalled", "recalled", _recalled_rows(context, session)),
+        _section("Pinned", "pinned", [_row(m, "pinned", session) for m in context.pinned]),
+        "</div>",
+    ]
+    return "".join(parts)
+
+
+def _sent_rows(context: Context, session: ChatSession) -> list[str]:
+    recalled = {m.id: r.score for r in context.recalled for m in r.round}
+    pinned = {m.id for m in context.pinned}
+    summary_id = context.summary.id if context.summary is not None else None
+    rows = []
+    for m in context.messages:
+        if m.id == summary_id:
+            tag = "summary"
+        elif m.id in recalled:
+            tag = f"recalled {recalled[m.id]:.2f}"
+        elif m.id in pinned:
+            tag = "pinned"
+        elif m.role == "system":
+            tag = "system"
+        else:
+            tag = "kept"
+        rows.append(_row(m, tag, session))
+    return rows
+
+
+def _recalled_rows(context: Context, session: ChatSession) -> list[str]:
+    return [_row(m, f"score {r.score:.2f}", session) for r in context.recalled for m in r.round]
+
+
+def _section(title: str, kind: str, rows: list[str]) -> str:
+    if not rows:
+        return ""
+    return (
+        f'<section class="mc-insp-section" data-kind="{kind}"><h4>{html.escape(title)} '
+        f'<span class="mc-count">{len(rows)}</span></h4><table><thead><tr><th>role</th>'
+        "<th>status</th><th class='mc-num'>tokens</th><th>message</th></tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></section>"
+    )
+
+
+def _row(message: Message, tag: str, session: ChatSession) -> str:
+    tokens = message_tokens(message, session.counter)
+    text = message.content
+    body = html.escape(short_title(text, 120))
+    if len(text) > 120:
+        body = f"<details><summary>{body}</summary><pre>{html.escape(text)}</pre></details>"
+    tag_class = tag.split()[0]
+    return (
+        f'<tr data-id="{html.escape(message.id)}"><td>{html.escape(message.role)}</td>'
+        f'<td><span class="mc-tag mc-tag-{tag_class}">{html.escape(tag)}</span></td>'
+        f'<td class="mc-num">{tokens:,}</td><td class="mc-text">{body}</td></tr>'
+    )

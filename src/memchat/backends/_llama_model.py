@@ -1,0 +1,154 @@
+"""The loaded embedded model: one per process, its chat template, and its token counter.
+
+Why one per process: every conversation (CLI, web visitors, API keys) shares the same weights
+and the same llama.cpp context; a second copy would double the memory and throw away the KV
+cache. The model is loaded on first use, never at import.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import BackendUnavailable, ConfigError
+from ..core.messages import Message
+from ._llama_cache import ConversationCache, Tokens
+
+__all__ = ["LlamaTokenCounter", "LoadedModel", "import_llama_cpp", "load_model"]
+
+INSTALL_HINT = 'pip install "memchat[local]"'
+
+# Used only when a GGUF carries no chat template (ChatML, what most small chat models use).
+CHATML = (
+    "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content']"
+    " + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+
+
+def import_llama_cpp() -> Any:
+    """The llama_cpp module, or a ConfigError naming the extra to install."""
+    try:
+        import llama_cpp
+    except ImportError as exc:
+        raise ConfigError(
+            f"the embedded model needs llama-cpp-python, which is not installed: {INSTALL_HINT}"
+        ) from exc
+    return llama_cpp
+
+
+@dataclass(frozen=True, slots=True)
+class LlamaTokenCounter:
+    """Counts with the model's own tokenizer.
+
+    ``per_message`` is the template's wrapping cost of one message, taken as the largest over the
+    roles (SmolLM2's ChatML: 5 tokens for system/user, 6 for assistant, which is two tokens), so a
+    count is exact for assistant messages and at most one token high for the others; it is never
+    low. ``per_reply`` is the assistant prefix that primes the reply.
+    """
+
+    name: str
+    per_message: int
+    per_reply: int
+    llama: Any = field(repr=False, compare=False)
+    exact: bool = True
+
+    def count(self, text: str) -> int:
+        return len(self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=False))
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """A loaded ``Llama`` with its template; ``lock`` serialises generation on its context."""
+
+    llama: Any
+    path: Path
+    template: Any  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
+    bare_template: Any  # the same without the generation prompt (for counting)
+    conversations: ConversationCache
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    owner: int | None = None  # the thread generating now
+    _counter: LlamaTokenCounter | None = None
+
+    def render(self, messages: Sequence[Message], *, reply: bool = True) -> str:
+        """The prompt text, rendered with the model's own chat template."""
+        fmt = self.template if reply else self.bare_template
+        return str(fmt(messages=[m.to_wire() for m in messages]).prompt)
+
+    def tokenize_prompt(self, messages: Sequence[Message], *, reply: bool = True) -> Tokens:
+        """The prompt's tokens; special tokens in the template are parsed as such."""
+        text = self.render(messages, reply=reply).encode("utf-8")
+        ids = self.llama.tokenize(text, add_bos=False, special=True)
+        return np.array(ids, dtype=np.intc)
+
+    def counter(self) -> LlamaTokenCounter:
+        if self._counter is None:
+            self._counter = self._measure_counter()
+        return self._counter
+
+    def _measure_counter(self) -> LlamaTokenCounter:
+        base = [Message("system", "S"), Message("user", "U")]
+        base_n = len(self.tokenize_prompt(base, reply=False))
+        per_reply = len(self.tokenize_prompt(base)) - base_n
+        probe = "x"
+        wrap = [
+            len(self.tokenize_prompt([*base, Message(role, probe)], reply=False)) - base_n
+            for role in ("system", "user", "assistant")
+        ]
+        probe_n = len(self.llama.tokenize(probe.encode(), add_bos=False, special=False))
+        return LlamaTokenCounter(
+            name=f"llama:{self.path.name}",
+            per_message=max(wrap) - probe_n,
+            per_reply=per_reply,
+            llama=self.llama,
+        )
+
+
+_MODELS: dict[tuple[str, int, int | None], LoadedModel] = {}
+_MODELS_LOCK = threading.Lock()
+
+
+def load_model(
+    path: Path, *, n_ctx: int, n_threads: int | None, cache_bytes: int, verbose: bool
+) -> LoadedModel:
+    """The process-wide model for these settings, loaded on first call."""
+    key = (str(path.resolve()), n_ctx, n_threads)
+    with _MODELS_LOCK:
+        model = _MODELS.get(key)
+        if model is None:
+            model = _load(path, n_ctx=n_ctx, n_threads=n_threads, verbose=verbose)
+            _MODELS[key] = model
+        model.conversations.max_bytes = cache_bytes  # the latest backend's ceiling applies
+    return model
+
+
+def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> LoadedModel:
+    llama_cpp = import_llama_cpp()
+    from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+    try:
+        llama = llama_cpp.Llama(
+            model_path=str(path), n_ctx=n_ctx, n_threads=n_threads, verbose=verbose
+        )
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise BackendUnavailable(f"could not load the model {path}: {exc}") from exc
+    source = llama.metadata.get("tokenizer.chat_template") or CHATML
+
+    def text_of(token: int) -> str:
+        return str(llama._model.token_get_text(token)) if token != -1 else ""
+
+    eos, bos = text_of(llama.token_eos()), text_of(llama.token_bos())
+    return LoadedModel(
+        llama=llama,
+        path=path,
+        template=Jinja2ChatFormatter(source, eos_token=eos, bos_token=bos),
+        bare_template=Jinja2ChatFormatter(
+            source, eos_token=eos, bos_token=bos, add_generation_prompt=False
+        ),
+        conversations=ConversationCache(0),
+    )

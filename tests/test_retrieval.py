@@ -1,0 +1,164 @@
+"""Retrieval memory: BM25 segments, vectors, fusion, the real embedding model, and the wiring."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pytest
+
+from memchat.backends.fake import ScriptedBackend
+from memchat.core import Budget, ChatSession, ConfigError, Message, UsageError
+from memchat.retrieval import (
+    Bm25Index,
+    ConversationIndex,
+    OnnxEmbedder,
+    VectorIndex,
+    default_embedder,
+    reciprocal_rank_fusion,
+)
+from memchat.storage import InMemoryStore
+from memchat.strategies import STRATEGY_NAMES, make_strategy
+
+DOCS = [
+    "My sister Alice moved to Lisbon for a new job.",
+    "We adopted a kitten and named it Biscuit.",
+    "The weather was grey and I stayed home reading.",
+    "I signed up for pottery lessons every Tuesday.",
+    "Alice from work sent me a funny video.",
+]
+
+
+def test_reciprocal_rank_fusion_by_hand() -> None:
+    lexical = [("a", 9.0), ("b", 5.0), ("c", 1.0)]
+    dense = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
+    fused = dict(reciprocal_rank_fusion([lexical, dense], k=60))
+    assert fused["a"] == pytest.approx(1 / 61 + 1 / 62)
+    assert fused["c"] == pytest.approx(1 / 63 + 1 / 61)
+    assert fused["b"] == pytest.approx(1 / 62)
+    assert [key for key, _ in reciprocal_rank_fusion([lexical, dense])][:2] == ["a", "c"]
+    weighted = reciprocal_rank_fusion([lexical, dense], weights=[0.0, 1.0])
+    assert weighted[0][0] == "c"
+    with pytest.raises(UsageError):
+        reciprocal_rank_fusion([lexical], weights=[1.0, 2.0])
+
+
+def test_bm25_tail_scores_match_a_rebuilt_index() -> None:
+    tail = Bm25Index(min_rebuild=1000)  # nothing rebuilt: every doc scored in the tail
+    built = Bm25Index(min_rebuild=1000)
+    keys = [f"k{i}" for i in range(len(DOCS))]
+    tail.add(keys, DOCS)
+    built.add(keys, DOCS)
+    built.rebuild()
+    assert tail.built == 0 and built.built == len(DOCS)
+    for query in ("Where does Alice live? Lisbon", "kitten name", "pottery Tuesday lessons"):
+        a, b = dict(tail.search(query, 5)), dict(built.search(query, 5))
+        assert a.keys() == b.keys()
+        for key in a:
+            assert a[key] == pytest.approx(b[key], rel=1e-4)
+    assert tail.search("lisbon", 1)[0][0] == "k0"
+    assert built.search("adopting kittens", 1)[0][0] == "k1"  # stemmed
+
+
+def test_bm25_remove_and_rebuild() -> None:
+    index = Bm25Index(min_rebuild=2)
+    index.add([f"k{i}" for i in range(len(DOCS))], DOCS)
+    assert index.search("Alice", 5)[0][0] in {"k0", "k4"}
+    index.remove({"k0", "k4"})
+    assert all(key not in {"k0", "k4"} for key, _ in index.search("Alice Lisbon", 5))
+    index.rebuild()
+    assert len(index) == 3 and index.search("Alice", 5) == []
+
+
+def test_vector_index_returns_nearest_and_forgets() -> None:
+    index = VectorIndex(3)
+    vecs = np.eye(3, dtype=np.float32)
+    for i in range(70):  # past the first growth
+        index.add([f"k{i}"], vecs[i % 3][None, :])
+    top = index.search(np.array([0, 1, 0], dtype=np.float32), 3)
+    assert all(key in {f"k{i}" for i in range(1, 70, 3)} for key, _ in top)
+    assert top[0][1] == pytest.approx(1.0)
+    index.remove({key for key, _ in top})
+    assert not {key for key, _ in top} & {key for key, _ in index.search(vecs[1], 10)}
+
+
+def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    with pytest.raises(ConfigError, match=r'pip install "memchat\[embed\]"'):
+        OnnxEmbedder().embed(["hello"])
+    with pytest.raises(ConfigError, match="unknown retrieval"):
+        ConversationIndex("fuzzy")
+
+
+@pytest.mark.model
+def test_embedder_gives_normalised_vectors_that_rank_a_paraphrase_first() -> None:
+    vecs = default_embedder().embed(
+        [
+            "My sister moved to Lisbon last week.",
+            "Where does my sibling live now?",
+            "The printer ran out of toner again.",
+        ]
+    )
+    assert vecs.shape == (3, 384) and vecs.dtype == np.float32
+    assert np.allclose(np.linalg.norm(vecs, axis=1), 1.0, atol=1e-5)
+    assert vecs[0] @ vecs[1] > vecs[0] @ vecs[2] + 0.15
+    again = default_embedder().embed(["Where does my sibling live now?"])[0]
+    assert np.allclose(again, vecs[1], atol=1e-5)  # batch size does not change a vector
+
+
+@pytest.mark.model
+def test_hybrid_index_stores_vectors_and_reuses_them() -> None:
+    store = InMemoryStore()
+    conv = store.create_conversation("v")
+    rounds = [(Message("user", d), Message("assistant", "ok")) for d in DOCS]
+    store.append(conv.id, [m for r in rounds for m in r])
+
+    class Counting:
+        name, dim = "counting-minilm", 384
+
+        def __init__(self) -> None:
+            self.texts = 0
+
+        def embed(self, texts: list[str]) -> np.ndarray:
+            self.texts += len(texts)
+            return default_embedder().embed(texts)
+
+    first = Counting()
+    index = ConversationIndex("hybrid", embedder=first)  # type: ignore[arg-type]
+    index.attach(store, conv.id)
+    index.sync(rounds)
+    assert first.texts == len(DOCS)
+    assert len(store.get_vectors(conv.id, index.vector_model)) == len(DOCS)
+    assert index.search("what is the cat called?", 2)[0][0] == rounds[1][0].id
+    second = Counting()
+    resumed = ConversationIndex("hybrid", embedder=second)  # type: ignore[arg-type]
+    resumed.attach(store, conv.id)
+    resumed.sync(rounds)
+    assert second.texts == 0  # nothing embedded again
+    assert resumed.search("which town did Alice relocate to", 1)[0][0] == rounds[0][0].id
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("name", ["recall", "recall-bm25", "recall-embed", "hybrid"])
+def test_registry_strategies_recall_through_a_session_and_forget(name: str) -> None:
+    assert name in STRATEGY_NAMES
+    store = InMemoryStore()
+    conv = store.create_conversation(name)
+    session = ChatSession(
+        ScriptedBackend(),
+        strategy=make_strategy(name),
+        budget=Budget(400, 60),
+        store=store,
+        conversation_id=conv.id,
+        summarize=lambda previous, messages, n: "summary of older chat",
+    )
+    session.ask("We adopted a kitten and named it Biscuit.")
+    for i in range(30):
+        session.ask(f"Small talk {i}: the weather was grey and I stayed home reading.")
+    ctx = session.context_for("What did we call our new kitten?")
+    assert any("Biscuit" in r.round[0].content for r in ctx.recalled)
+    kitten = session.history.rounds[0]
+    session.forget([kitten[0].id])
+    ctx = session.context_for("What did we call our new kitten?")
+    assert all("Biscuit" not in m.content for m in ctx.messages)
+    assert kitten[0].id not in store.get_vectors(conv.id, session.strategy.retriever.vector_model)  # type: ignore[attr-defined]
