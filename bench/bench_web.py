@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import os
 import socket
 import sqlite3
 import sys
@@ -239,6 +240,7 @@ def report(label: str, lib: list[dict], web: list[dict], floor: list[dict], quic
         "browser": web, "bare_gradio": floor, "added_ttft_ms": added,
         "bare_gradio_added_ttft_ms": gradio, "tokens_per_s_ratio": ratio,
         "target_ms": TARGET_MS, "target_met": met,
+        "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()) + " (1/5/15 min, at the end)",
     }  # fmt: skip
     write_results("web", data, _markdown(label, text, data))
 
@@ -251,15 +253,15 @@ def _markdown(label: str, text: str, d: dict) -> str:
 `python bench/bench_web.py{quick}` · {machine()} · {time.strftime("%Y-%m-%d")} ·
 {d["runs"]} interleaved runs per path.
 
-**What was measured.** The same prompt ("{PROMPT}") on the same backend object in one
-process. **Library** = `ChatSession.send` on a store-backed session built before the clock
-starts; TTFT from `send()` to the first text chunk. **memchat page** = Debian's Chromium clicking
-*Send* on a new chat in the web app served on 127.0.0.1; TTFT from the click to the first
-animation frame showing reply text, so it includes the browser's event handling, the HTTP
-round trip, Gradio's queue, creating the conversation in SQLite, building the session and
-rendering. **Bare Gradio Chatbot page** = a one-Chatbot Gradio page streaming the same
-`ChatSession`, measured the same way: what Gradio and the browser cost before memchat adds
-anything. Tokens/s = reply tokens / (last text change - first text change) on each side.
+**What was measured.** The same prompt ("{PROMPT}") on the same backend object in one process.
+**Library** = `ChatSession.send` on a store-backed session built before the clock starts; TTFT
+from `send()` to the first text chunk. **memchat page** = Debian's Chromium clicking *Send* on
+a new chat in the web app served on 127.0.0.1; TTFT from the click to the first animation frame
+showing reply text, so it includes the browser's event handling, the HTTP round trip, Gradio's
+queue, creating the conversation in SQLite, building the session and rendering. **Bare Gradio
+Chatbot page** = a one-Chatbot Gradio page streaming the same `ChatSession`, measured the same
+way: what Gradio and the browser cost before memchat adds anything. Tokens/s = reply tokens /
+(last text change - first text change) on each side.
 
 **Backend:** {label}.
 
@@ -269,9 +271,10 @@ anything. Tokens/s = reply tokens / (last text change - first text change) on ea
 **Result:** the memchat page adds **{d["added_ttft_ms"]:.0f} ms** to the median time to first
 token (target < 150 ms: **{met}**); a bare Gradio Chatbot page adds
 {d["bare_gradio_added_ttft_ms"]:.0f} ms under the same conditions. The decode rate seen in the
-page is **{d["tokens_per_s_ratio"]:.2f}x** the library's (the page shows text at most every
-80 ms, so the model is not slowed by per-token redraws). The machine was shared (2 cores, other
-jobs running), so single runs are noisy; re-run `python bench/bench_web.py` on a quiet machine.
+page is **{d["tokens_per_s_ratio"]:.2f}x** the library's: the browser and the server's page
+updates (throttled to one every 80 ms) compete with the model for the same cores. Load average
+during the run: {d["load"]}. The machine was shared (2 cores, other jobs running), so single
+runs are noisy; re-run `python bench/bench_web.py` on a quiet machine.
 """
 
 

@@ -85,12 +85,10 @@ def _play_and_save(page: Page, backend: RecordingBackend, out: Path) -> list[Pat
         if n == 1:
             _pin_first_message(page)
     page.get_by_role("tab", name="Chat").click()
+    saved = [_save(page, out / "chat.png")]
     for filler in ("Any rainy-day backup?", "Thanks!"):
-        backend.enqueue("Try the Gulbenkian museum and the LX Factory bookshop." * 3)
+        backend.enqueue("Try the Gulbenkian museum, then the LX Factory bookshop. " * 3)
         send(page, filler)
-    saved = []
-    time.sleep(0.5)
-    saved.append(_save(page, out / "chat.png"))
     page.get_by_role("tab", name="Context inspector").click()
     page.locator("#mc-inspector table").first.wait_for()
     saved.append(_save(page, out / "inspector.png"))

@@ -32,6 +32,7 @@ CSS = """
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis;
 }
 #mc-conversations input[type=radio] { display: none; }
+#mc-conversations label span { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 #mc-conversations label { background: transparent; border: none; box-shadow: none;
                           color: var(--body-text-color); cursor: pointer; }
 #mc-conversations label:hover { background: var(--background-fill-secondary); }
@@ -66,7 +67,9 @@ CSS = """
 .mc-count { display: inline-block; min-width: 1.5em; padding: 0 .4em; border-radius: 999px;
             background: var(--neutral-200); font-size: .8rem; text-align: center; }
 .dark .mc-count { background: var(--neutral-700); }
-.mc-insp table { width: 100%; border-collapse: collapse; table-layout: fixed; border: none; }
+.mc-insp table { width: 100%; border-collapse: collapse; table-layout: fixed;
+                 border: none !important; margin: 0; }
+.mc-insp tr { border: none !important; }
 .mc-insp th, .mc-insp td { border: none !important; }
 .mc-insp th { text-align: left; font-weight: 600; color: var(--body-text-color-subdued);
               border-bottom: 1px solid var(--border-color-primary) !important; padding: 4px 6px; }
