@@ -36,28 +36,13 @@ from memchat.core import Budget, CacheAware, TokenBudget  # noqa: E402
 BUDGET = Budget(window=2000, reserve_for_reply=32)
 REPLY = GenerationParams(max_tokens=24)
 SYSTEM = "You are a friendly assistant. Keep every answer to one or two short sentences."
-SUBJECTS = [
-    "my vegetable garden",
-    "the night train to Vienna",
-    "the Sicilian defence in chess",
-    "sourdough bread",
-    "learning the cello",
-    "the moons of Jupiter",
-    "a trip to Lisbon",
-    "rainwater tanks",
-    "old mechanical watches",
-    "volcanic islands",
-    "my cat Miso",
-    "the history of paper",
-    "winter cycling",
-    "bees and pollination",
-    "public libraries",
-    "tide pools",
-    "Japanese joinery",
-    "a marathon plan",
-    "cheap solar panels",
-    "jazz chords",
-]
+SUBJECTS = (
+    "my vegetable garden; the night train to Vienna; the Sicilian defence in chess; sourdough "
+    "bread; learning the cello; the moons of Jupiter; a trip to Lisbon; rainwater tanks; old "
+    "mechanical watches; volcanic islands; my cat Miso; the history of paper; winter cycling; "
+    "bees and pollination; public libraries; tide pools; Japanese joinery; a marathon plan; "
+    "cheap solar panels; jazz chords"
+).split("; ")
 TEMPLATES = [
     "I was thinking about {a} today. What is one thing people often get wrong about it?",
     "Can you compare {a} and {b} in a single sentence?",

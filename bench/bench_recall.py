@@ -66,10 +66,12 @@ class MemoEmbedder:
         self.cache: dict[str, Any] = {}
         self.seconds = 0.0
         self.count = 0
+        self.reused = 0
         self.path = os.environ.get("MEMCHAT_BENCH_EMBED_CACHE")
         if self.path and os.path.exists(self.path):
             with open(self.path, "rb") as f:
                 self.cache = pickle.load(f).get(self.name, {})
+            self.reused = len(self.cache)
 
     def save(self) -> None:
         if self.path:
@@ -376,7 +378,11 @@ def _data(conv, scores, kinds, kind_names, large, embedder, replay_s, args) -> d
         "by_kind_at_1000": {
             n: {k: mean(kinds[n, 1000, k]) for k in kind_names} for n in STRATEGIES
         },
-        "embedding": {"texts": embedder.count, "seconds": round(embedder.seconds, 2)},
+        "embedding": {
+            "texts": embedder.count,
+            "seconds": round(embedder.seconds, 2),
+            "from_disk_cache": embedder.reused,
+        },
         "replay_seconds": round(replay_s, 1),
         "load": " / ".join(f"{x:.1f}" for x in os.getloadavg()),
         "large": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in large.items()},
@@ -399,6 +405,8 @@ def _markdown(conv: LongConversation, recall_table: str, kind_table: str, d: dic
     wall, cpu = big["recall_ms_median"], big["recall_cpu_ms_median"]
     per10k = big["index_bytes"] * 10_000 / big["turns"] / 2**20
     recency = max(er[n][str(b)] for n in ("budget", "window", "cache") for b in BUDGETS)
+    cached = d["embedding"]["from_disk_cache"]
+    reused = f"; {cached:,} vectors reused from an earlier run's disk cache" if cached else ""
     diffs = [er["hybrid"][str(b)] - er["recall"][str(b)] for b in BUDGETS]
     hyb_vs = (
         "at least as high as" if min(diffs) >= 0 else ("at most" if max(diffs) <= 0 else "around")
@@ -419,8 +427,10 @@ per message). **Evidence recall** = share of the question's evidence turns whose
 is in the context verbatim (window, summary or recalled block); for updated facts only the newest
 statement counts. The summary strategies use a **deterministic extractive summariser** (keeps
 user sentences with a number, a name or a commitment word, dated, oldest dropped first when over
-length), not a model. Embeddings: `{d["embedder"]}` ({d["embedding"]["texts"]:,} texts in
-{d["embedding"]["seconds"]} s). Machine: {d["machine"]}, load average {d["load"]} during the run
+length), not a model. Embeddings: `{d["embedder"]}` ({d["embedding"]["texts"]:,} texts embedded in
+{d["embedding"]["seconds"]} s{reused}). Machine: {d["machine"]}, load average {
+        d["load"]
+    } during the run
 (other jobs shared the 2 cores). Anchor: `budget` = the classic drop-oldest window, same run.
 
 {recall_table}
@@ -429,7 +439,7 @@ length), not a model. Embeddings: `{d["embedder"]}` ({d["embedding"]["texts"]:,}
 
 Strategies: `budget` TokenBudget (anchor), `window` last 10 rounds, `cache` CacheAware,
 `summary` CacheAware + summary (25 % share), `recall-*` CacheAware + up to 10 recalled rounds
-(30 % share) ranked by BM25 / MiniLM / both fused by reciprocal rank fusion (k = 10, top 50 of
+(30 % share) ranked by BM25 / MiniLM / both fused by reciprocal rank fusion (k = 2, top 50 of
 each), `hybrid` = summary (20 %) + fused recall (30 %). "select ms" is the median wall time of
 one context choice during the replay (query vectors cached across budgets).
 
@@ -442,7 +452,7 @@ Assembly on a {big["turns"]:,}-turn conversation (1,000-token budget, 30 probes,
 {big["hybrid_ms_median"]:.1f} ms wall. Indexing one new round: {big["index_add_ms"]:.1f} ms.
 Building the hybrid index over all turns: {big["build_s"]:.1f} s. Index memory:
 {per10k:.1f} MiB per 10,000 turns (traced allocations; {big["vector_bytes"] / 2**20:.1f} MiB of
-it float32 vectors, with growth headroom).
+it float32 vectors).
 
 Default strategy: `{DEFAULT_STRATEGY}` ({er[DEFAULT_STRATEGY]["1000"]:.3f} at 1,000 tokens; the
 highest score at 1,000 tokens is `{best}`'s {er[best]["1000"]:.3f}). `hybrid` adds the summary to

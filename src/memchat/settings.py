@@ -21,6 +21,7 @@ bad value raises ConfigError naming the setting and that source.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,8 +214,8 @@ def build_session(
         for msg in stored:  # stored counts may come from another model's tokenizer: recount
             msg.tokens = None
         messages = [*stored, *messages]
-    strategy = make_strategy(
-        settings.strategy,
+    strategy = _strategy(
+        settings,
         store=store,
         backend=backend,
         conversation_id=conversation_id,
@@ -233,6 +234,23 @@ def build_session(
         conversation_id=conversation_id,
         price=_price(settings, backend.model),
     )
+
+
+def _strategy(settings: Settings, **options: Any) -> Any:
+    """The configured strategy; the default falls back to ``cache`` without the embed extra."""
+    try:
+        return make_strategy(settings.strategy, **options)
+    except (ConfigError, ImportError) as exc:
+        if settings.source("strategy") != "default":
+            if isinstance(exc, ImportError):
+                raise ConfigError(
+                    f'strategy {settings.strategy!r} needs: pip install "memchat[embed]" ({exc})'
+                ) from exc
+            raise
+        logging.getLogger("memchat").warning(
+            "default strategy %r unavailable (%s); using 'cache'", settings.strategy, exc
+        )
+        return make_strategy("cache", **options)
 
 
 def _price(settings: Settings, model: str) -> Any:

@@ -64,12 +64,12 @@ STRATEGIES: dict[str, StrategyFactory] = {
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
-#: The best measured strategy (docs/benchmarks/recall.md): cache-aware window + recalled rounds
-#: ranked by BM25 and MiniLM fused. Needs the ``embed`` extra.
 DEFAULT_STRATEGY = "recall"
+"""The strategy of new sessions unless settings name another (the best one measured).
 
-DEFAULT_STRATEGY = "cache"
-"""The strategy of new sessions unless settings name another (the best one measured)."""
+docs/benchmarks/recall.md: the cache-aware window plus old rounds recalled by BM25 and MiniLM,
+fused. Needs the ``embed`` extra (``pip install "memchat[embed]"``).
+"""
 
 
 def make_strategy(name: str, **options: Any) -> MemoryStrategy:

@@ -2,6 +2,8 @@
 
 from .base import Budget, Context, MemoryStrategy, Recalled
 from .budget import CacheAware, TokenBudget
+from .recall import RecallMemory, Retriever, RoundIndex
+from .summary import Summarize, SummaryMemory
 from .window import RoundWindow
 
 __all__ = [
@@ -9,7 +11,12 @@ __all__ = [
     "CacheAware",
     "Context",
     "MemoryStrategy",
+    "RecallMemory",
     "Recalled",
+    "Retriever",
+    "RoundIndex",
     "RoundWindow",
+    "Summarize",
+    "SummaryMemory",
     "TokenBudget",
 ]
