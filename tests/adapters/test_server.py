@@ -34,6 +34,7 @@ class Running:
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.clients: list[openai.OpenAI] = []
 
     def make(self, store: Any, cid: str | None, history: list[Message]) -> ChatSession:
         session = ChatSession(
@@ -60,6 +61,8 @@ class Running:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        for client in self.clients:
+            client.close()
         self.server.should_exit = True
         self.thread.join(5)
 

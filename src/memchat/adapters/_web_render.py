@@ -86,18 +86,7 @@ def meter_html(reading: MeterReading | None) -> str:
 
 
 def _meter_text(reading: MeterReading) -> str:
-    approx = "" if reading.exact else "~"
-    text = (
-        f"{approx}{reading.context_tokens:,} / {reading.window:,} tokens in context "
-        f"({reading.fraction:.0%})"
-    )
-    if reading.usage and reading.usage.cached_tokens:
-        text += f" · {reading.usage.cached_tokens:,} cached"
-    if reading.cost is not None:
-        text += f" · ${reading.cost:.4f} this turn"
-    if reading.total_cost is not None:
-        text += f" · ${reading.total_cost:.4f} in this session"
-    return text
+    return reading.describe(" · ")
 
 
 def notice_markdown(notes: Sequence[str]) -> str:

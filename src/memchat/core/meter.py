@@ -53,13 +53,17 @@ class MeterReading:
             return "critical"
         return "warn" if self.fraction >= WARN_AT else "ok"
 
-    def describe(self) -> str:
+    def parts(self) -> list[str]:
+        """The meter's pieces: fill, cached tokens, this turn's cost, total cost (when known)."""
         approx = "" if self.exact else "~"
-        text = f"{approx}{self.context_tokens:,} / {self.window:,} tokens ({self.fraction:.0%})"
+        parts = [f"{approx}{self.context_tokens:,} / {self.window:,} tokens ({self.fraction:.0%})"]
         if self.usage and self.usage.cached_tokens:
-            text += f", {self.usage.cached_tokens:,} cached"
+            parts.append(f"{self.usage.cached_tokens:,} cached")
         if self.cost is not None:
-            text += f", ${self.cost:.4f} this turn"
+            parts.append(f"${self.cost:.4f} this turn")
         if self.total_cost is not None:
-            text += f", ${self.total_cost:.4f} total"
-        return text
+            parts.append(f"${self.total_cost:.4f} total")
+        return parts
+
+    def describe(self, sep: str = ", ") -> str:
+        return sep.join(self.parts())
