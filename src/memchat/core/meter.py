@@ -56,7 +56,8 @@ class MeterReading:
     def parts(self) -> list[str]:
         """The meter's pieces: fill, cached tokens, this turn's cost, total cost (when known)."""
         approx = "" if self.exact else "~"
-        parts = [f"{approx}{self.context_tokens:,} / {self.window:,} tokens ({self.fraction:.0%})"]
+        used = f"{approx}{self.context_tokens:,} / {self.window:,} tokens in context"
+        parts = [f"{used} ({self.fraction:.0%})"]
         if self.usage and self.usage.cached_tokens:
             parts.append(f"{self.usage.cached_tokens:,} cached")
         if self.cost is not None:
