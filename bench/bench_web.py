@@ -248,7 +248,7 @@ def report(label: str, lib: list[dict], web: list[dict], floor: list[dict], quic
 def _markdown(label: str, text: str, d: dict) -> str:
     quick = " --quick" if d["quick"] else ""
     met = "met" if d["target_met"] else "missed"
-    return f"""# Web app speed: time to first token and tokens/s, browser vs library
+    return f"""## Web app speed: time to first token and tokens/s, browser vs library
 
 `python bench/bench_web.py{quick}` · {machine()} · {time.strftime("%Y-%m-%d")} ·
 {d["runs"]} interleaved runs per path.
