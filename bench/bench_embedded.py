@@ -9,6 +9,8 @@
 (c) Decode tokens/s through memchat vs raw llama-cpp-python on the same prompt, same run.
 (d) Shift fidelity: how often a shifted cache predicts the same next token as a fresh
     evaluation of the same prompt.
+(e) The floor: reading just one new message (no trimming, warm cache) at several context
+    lengths, the least any turn can cost on this machine.
 
     python bench/bench_embedded.py [--quick]
 """
@@ -32,6 +34,7 @@ from bench._common import median, percentile, table, write_results  # noqa: E402
 from memchat import ChatSession, GenerationParams, Message  # noqa: E402
 from memchat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from memchat.core import Budget, CacheAware, TokenBudget  # noqa: E402
+from memchat.strategies import make_strategy  # noqa: E402
 
 BUDGET = Budget(window=2000, reserve_for_reply=32)
 REPLY = GenerationParams(max_tokens=24)
@@ -155,15 +158,62 @@ def bench_trimming(turns: int, drop_after_full: int) -> dict[str, Any]:
     arms = [
         ("drop-oldest (TokenBudget), re-read", TokenBudget(), False, drop_after_full),
         ("chunked (CacheAware), re-read", CacheAware(), False, None),
-        ("chunked (CacheAware) + shift [default]", CacheAware(), True, None),
+        (DEFAULT_ARM, CacheAware(), True, None),
         ("drop-oldest (TokenBudget) + shift", TokenBudget(), True, None),
+        (RECALL_ARM, "recall", True, drop_after_full),
     ]
     out = {}
     for name, strategy, shift, after_full in arms:
         print(f"  (a) {name} ...", flush=True)
+        if strategy == "recall":  # built per run: it holds this conversation's index
+            strategy = make_strategy("recall")
         backend = LlamaCppBackend(shift=shift)
         out[name] = run_chat(backend, strategy, texts, name, after_full)
     return out
+
+
+DEFAULT_ARM = "chunked (CacheAware) + shift [default]"
+RECALL_ARM = "recall (providers' default) + shift"
+FLOOR_CONTEXTS = (250, 500, 1000, 1500, 1900)
+
+
+def bench_floor(new_tokens: int, reps: int = 3) -> dict[str, Any]:
+    """Seconds to read ``new_tokens`` after a warm prefix of each context length, nothing trimmed.
+
+    Every turn must at least read its own new message, so this is the least a turn can cost
+    here; the trimming arms are judged against it.
+    """
+    import llama_cpp
+
+    backend = LlamaCppBackend()
+    llama = backend._model().llama
+    texts = user_messages(80, seed=5)
+    msgs = [Message("system", SYSTEM)]
+    for text in texts:
+        msgs += [Message("user", text), Message("assistant", "Sure: " + text[::-1][:80])]
+    tokens = backend.prompt_tokens(msgs).tolist()
+    assert len(tokens) >= FLOOR_CONTEXTS[-1] + new_tokens
+    backend.clear_cache()
+    llama.eval(tokens[: FLOOR_CONTEXTS[-1]])
+    out = {}
+    for ctx in reversed(FLOOR_CONTEXTS):  # longest first: each cut keeps the shorter prefixes
+        times = []
+        for _ in range(reps):
+            llama_cpp.llama_memory_seq_rm(llama._ctx.memory, 0, ctx, -1)
+            llama.n_tokens = ctx
+            start = time.perf_counter()
+            llama.eval(tokens[ctx : ctx + new_tokens])
+            times.append(time.perf_counter() - start)
+        out[str(ctx)] = median(times)
+    out = dict(reversed(out.items()))
+    backend.clear_cache()
+    return {"new_tokens": new_tokens, "seconds_at_context": out}
+
+
+def floor_at(floor: dict[str, Any], context: float) -> float:
+    """The floor interpolated at a context length."""
+    xs = [int(k) for k in floor["seconds_at_context"]]
+    return float(np.interp(context, xs, list(floor["seconds_at_context"].values())))
 
 
 def bench_interleaved(turns: int) -> dict[str, Any]:
@@ -200,9 +250,30 @@ def bench_interleaved(turns: int) -> dict[str, Any]:
     return out
 
 
+def raw_rate(llama: Any, prompt: list[int], max_tokens: int) -> tuple[float, int]:
+    """Decode tokens/s of llama-cpp-python's own streaming completion, and the tokens made."""
+    stamps = [
+        time.perf_counter()
+        for _ in llama.create_completion(
+            prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1, stream=True
+        )
+    ]
+    n = llama.n_tokens - len(prompt) + 1
+    return (n - 1) / (stamps[-1] - stamps[0]), n
+
+
 def bench_decode(max_tokens: int, reps: int) -> dict[str, Any]:
+    """memchat vs raw llama-cpp-python on the same model object (same threads), alternating.
+
+    Also raw llama-cpp-python at its own default thread count (half the CPUs), the reason
+    memchat defaults to all of them.
+    """
     backend = LlamaCppBackend()
     llama = backend._model().llama
+    half = max(1, backend.n_threads // 2)
+    half_llama = None
+    if half != backend.n_threads:
+        half_llama = LlamaCppBackend(n_threads=half)._model().llama
     msgs = [
         Message("system", SYSTEM),
         Message(
@@ -213,29 +284,28 @@ def bench_decode(max_tokens: int, reps: int) -> dict[str, Any]:
     ]
     prompt = backend.prompt_tokens(msgs).tolist()
     params = GenerationParams(max_tokens=max_tokens)
-    raw_rates, ours_rates, counts = [], [], []
+    raw_rates, ours_rates, half_rates, counts = [], [], [], []
     for _ in range(reps):
-        stamps = [
-            time.perf_counter()
-            for _ in llama.create_completion(
-                prompt, max_tokens=max_tokens, temperature=0.0, repeat_penalty=1.1, stream=True
-            )
-        ]
-        raw_n = llama.n_tokens - len(prompt) + 1
-        raw_rates.append((raw_n - 1) / (stamps[-1] - stamps[0]))
+        rate, raw_n = raw_rate(llama, prompt, max_tokens)
+        raw_rates.append(rate)
         stamps, n = [], 0
         for chunk in backend.stream(msgs, params):
             stamps.append(time.perf_counter())
             n = chunk.usage.completion_tokens if chunk.usage else n
         ours_rates.append((n - 1) / (stamps[-1] - stamps[0]))
         counts.append((raw_n, n))
+        if half_llama is not None:
+            half_rates.append(raw_rate(half_llama, prompt, max_tokens)[0])
     raw, ours = median(raw_rates), median(ours_rates)
     return {
         "max_tokens": max_tokens,
         "reps": reps,
+        "threads": backend.n_threads,
+        "half_threads": half,
         "tokens (raw, memchat)": counts,
         "raw_tok_s": raw,
         "memchat_tok_s": ours,
+        "raw_half_threads_tok_s": median(half_rates) if half_rates else None,
         "ratio": ours / raw,
     }
 
@@ -389,10 +459,15 @@ def trimming_table(arms: dict[str, Any]) -> str:
 
 def report(data: dict[str, Any], quick: bool) -> str:
     arms, inter, dec, fid = data["trimming"], data["interleaved"], data["decode"], data["fidelity"]
-    default = arms["chunked (CacheAware) + shift [default]"]
+    default = arms[DEFAULT_ARM]
     reread = arms["chunked (CacheAware), re-read"]
     drop = arms["drop-oldest (TokenBudget), re-read"]
     drift = default["end_drift"]
+    recall, floor = arms[RECALL_ARM], data["floor"]
+    floor_mean = floor_at(floor, default["mean_prompt"])
+    floor_tab = table(
+        ["context tokens", "read s"], [[k, v] for k, v in floor["seconds_at_context"].items()]
+    )
     default_shifts = default["shifts"]
     single = inter["one conversation"]
     cached = inter["two interleaved, per-conversation cache"]
@@ -411,6 +486,8 @@ def report(data: dict[str, Any], quick: bool) -> str:
     inter_tab = table(
         ["run", "turns", "TTFT median s", "p90 s", "mean s", "median vs one"], inter_rows
     )
+    half = dec["raw_half_threads_tok_s"]
+    half_rate = "not measured (one CPU)" if half is None else f"{half:.1f} tok/s"
     head = "QUICK SMOKE RUN (numbers not representative)\n\n" if quick else ""
     return f"""## Embedded model: time to first token, KV-cache shifting, decode speed
 
@@ -434,10 +511,31 @@ the window first fills ({drop["turns"]} turns in all); the others run all {data[
 {trimming_table(arms)}
 
 Default (chunked + shift): median TTFT {check(default["ttft_median"], 0.3)}, p90
-{check(default["ttft_p90"], 0.6)}, prefix reuse {check(default["prefix_reuse"], 0.9, False)}.
+{check(default["ttft_p90"], 0.6)}, prefix reuse {check(default["prefix_reuse"], 0.9, False)},
+from cache {default["from_cache"]:.3f}. The floor on this machine (e, same run): reading just
+the median turn's {floor["new_tokens"]} new tokens at the default arm's mean context
+({default["mean_prompt"]:.0f} tokens) takes {floor_mean:.3f} s, so the default's median is
+{default["ttft_median"] / floor_mean:.2f}× the floor and its p90 {
+        default["ttft_p90"] / floor_mean:.2f}× it.
 Against the same strategy re-read: median ×{reread["ttft_median"] / default["ttft_median"]:.1f},
 p90 ×{reread["ttft_p90"] / default["ttft_p90"]:.1f}; against drop-oldest re-read (after the
 window is full): median ×{drop["steady_median"] / default["steady_median"]:.1f}.
+
+The last arm is `recall`, the default strategy for OpenAI-compatible providers, run for
+{data["drop_after_full"]} turns after the window fills: its recalled block (up to 30 % of the
+budget) is new text on every turn, so it reads a median {recall["read_median"]:.0f} tokens per
+turn (after-full TTFT median {recall["steady_median"]:.2f} s, ×{
+        recall["steady_median"]
+        / default[
+            "steady_median"
+        ]:.1f} the default). That is why the embedded model defaults to `cache`.
+
+### (e) The floor: reading one new message, nothing trimmed
+
+A warm cache holding the first N tokens of a chat, then {floor["new_tokens"]} new tokens read
+(median of 3): what any turn costs here at best, before a single token is generated.
+
+{floor_tab}
 
 ### (b) Two interleaved conversations on one model
 
@@ -456,8 +554,10 @@ Same rendered prompt, greedy, repeat penalty 1.1, {dec["max_tokens"]} tokens, me
 {dec["reps"]} alternating runs; rate = (tokens − 1) / (last chunk − first chunk). Raw =
 `Llama.create_completion(stream=True)`; memchat = `LlamaCppBackend.stream`.
 
-raw {dec["raw_tok_s"]:.1f} tok/s, memchat {dec["memchat_tok_s"]:.1f} tok/s: ratio
-{check(dec["ratio"], 0.95, False)}.
+Both on {dec["threads"]} threads (memchat's default: every CPU it may use). raw
+{dec["raw_tok_s"]:.1f} tok/s, memchat {dec["memchat_tok_s"]:.1f} tok/s: ratio
+{check(dec["ratio"], 0.95, False)}. llama-cpp-python's own default ({dec["half_threads"]}
+thread(s), half the CPUs), raw: {half_rate}.
 
 ### (d) Shift fidelity
 
@@ -487,6 +587,9 @@ def main() -> None:
     started = time.perf_counter()
     data: dict[str, Any] = {"turns": turns, "drop_after_full": drop, "inter_turns": inter}
     data["trimming"] = bench_trimming(turns, drop)
+    print("  (e) floor ...", flush=True)
+    reads = data["trimming"][DEFAULT_ARM]["read_median"]
+    data["floor"] = bench_floor(int(round(reads)))
     print("  (b) interleaved ...", flush=True)
     data["interleaved"] = bench_interleaved(inter)
     print("  (c) decode ...", flush=True)

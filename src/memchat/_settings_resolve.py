@@ -15,7 +15,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from .core.errors import ConfigError
-from .strategies import DEFAULT_STRATEGY, STRATEGIES
+from .strategies import STRATEGIES, default_strategy
 
 __all__ = [
     "BACKEND_NAMES",
@@ -41,7 +41,7 @@ class Settings:
     model_path: str | None = None
     base_url: str | None = None
     api_key: str | None = None
-    strategy: str = DEFAULT_STRATEGY
+    strategy: str = ""  # empty: the backend's default (``memchat.strategies.default_strategy``)
     budget: int | None = None
     reserve: int | None = None
     system: str | None = None
@@ -54,6 +54,10 @@ class Settings:
     config_path: str = ""
     prices: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def __post_init__(self) -> None:
+        if not self.strategy:
+            object.__setattr__(self, "strategy", default_strategy(self.backend))
 
     @property
     def persistent(self) -> bool:

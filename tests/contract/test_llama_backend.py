@@ -63,6 +63,15 @@ def test_a_missing_model_file_is_named(tmp_path: Path) -> None:
         LlamaCppBackend(missing)
 
 
+def test_threads_default_to_every_usable_cpu_and_must_be_positive() -> None:
+    import os
+
+    assert LlamaCppBackend().n_threads == len(os.sched_getaffinity(0))
+    assert LlamaCppBackend(n_threads=1).n_threads == 1
+    with pytest.raises(ConfigError, match="n_threads must be positive"):
+        LlamaCppBackend(n_threads=0)
+
+
 def test_without_llama_cpp_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(ConfigError, match=r'pip install "memchat\[local\]"'):

@@ -21,7 +21,13 @@ from memchat.settings import (
     token_counter_for,
 )
 from memchat.storage import InMemoryStore
-from memchat.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES, lazy, make_strategy
+from memchat.strategies import (
+    DEFAULT_STRATEGY,
+    LOCAL_DEFAULT_STRATEGY,
+    STRATEGY_NAMES,
+    lazy,
+    make_strategy,
+)
 
 
 def write_config(tmp_path: Path, text: str) -> Path:
@@ -62,7 +68,7 @@ def test_precedence_flags_beat_env_beat_file_beat_defaults(
         assert (value, source) == (parsed[2], f"config {config}")
     else:
         defaults = {
-            "budget": None, "reserve": None, "strategy": DEFAULT_STRATEGY, "system": None,
+            "budget": None, "reserve": None, "strategy": LOCAL_DEFAULT_STRATEGY, "system": None,
             "model": None,
             "timeout": 600.0, "max_retries": 2,
             "store_url": f"sqlite:///{Path(settings.home) / 'memchat.db'}",
@@ -95,7 +101,7 @@ def test_defaults_and_the_store_under_home(tmp_path: Path):
     settings = load_settings({}, environ={"MEMCHAT_HOME": str(tmp_path)})
     assert (settings.backend, settings.strategy, settings.budget) == (
         "local",
-        DEFAULT_STRATEGY,
+        LOCAL_DEFAULT_STRATEGY,
         None,
     )
     assert settings.store_url == f"sqlite:///{tmp_path / 'memchat.db'}"
@@ -304,3 +310,19 @@ def test_unknown_strategy_lists_the_valid_ones():
 def test_lazy_factory_imports_on_first_use():
     factory = lazy("memchat.core.memory:RoundWindow")
     assert factory(rounds=2) == RoundWindow(2)
+
+
+def test_the_default_strategy_depends_on_the_backend(tmp_path: Path):
+    """Embedded: constant-time turns (cache); a provider: recall. A named strategy always wins."""
+    env = {"MEMCHAT_HOME": str(tmp_path)}
+    assert load_settings({}, environ=env).strategy == "cache"
+    provider = load_settings({"base_url": "http://127.0.0.1:9/v1"}, environ=env)
+    assert (provider.backend, provider.strategy) == ("openai", "recall")
+    assert provider.source("strategy") == "default"
+    named = load_settings({"strategy": "recall"}, environ=env)
+    assert (named.backend, named.strategy, named.source("strategy")) == (
+        "local",
+        "recall",
+        "flag --strategy",
+    )
+    assert Settings().strategy == "cache" and Settings(backend="echo").strategy == "recall"

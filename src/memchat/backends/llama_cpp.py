@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import codecs
 import importlib.util
+import os
 import threading
 from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
@@ -41,6 +42,7 @@ __all__ = [
     "LlamaCppBackend",
     "LlamaTokenCounter",
     "default_model_path",
+    "default_threads",
 ]
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -60,11 +62,21 @@ def default_model_path() -> Path:
     raise ConfigError(f"the default embedded model is not installed: {MODEL_HINT}")
 
 
+def default_threads() -> int:
+    """Every CPU this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
 class LlamaCppBackend:
     """A ``ChatBackend`` on a local GGUF model.
 
     ``model_path`` defaults to ``default_model_path()``; ``n_ctx`` is the context to allocate
-    (the model's full 8192 by default); ``n_threads`` None lets llama.cpp choose. ``shift``
+    (the model's full 8192 by default); ``n_threads`` defaults to every CPU this process may use
+(``default_threads()``; llama-cpp-python's own default, half the CPUs, decodes ~1.6× slower on
+a 2-core machine: docs/benchmarks.md). ``shift``
     turns KV-cache shifting on or off; ``cache_bytes`` caps the saved caches of idle
     conversations (0 keeps none). Sampling is greedy unless ``GenerationParams.temperature`` is
     set; ``seed`` seeds sampling when it is not. ``repeat_penalty`` is llama-cpp-python's chat
@@ -95,8 +107,10 @@ class LlamaCppBackend:
             raise ConfigError(f"n_ctx must be positive, got {n_ctx}")
         if cache_bytes < 0:
             raise ConfigError(f"cache_bytes must be at least 0, got {cache_bytes}")
+        if n_threads is not None and n_threads <= 0:
+            raise ConfigError(f"n_threads must be positive, got {n_threads}")
         self.n_ctx = n_ctx
-        self.n_threads = n_threads
+        self.n_threads = n_threads if n_threads is not None else default_threads()
         self.shift = shift
         self.cache_bytes = cache_bytes
         self.seed = seed
