@@ -74,14 +74,13 @@ class LlamaCppBackend:
     """A ``ChatBackend`` on a local GGUF model.
 
     ``model_path`` defaults to ``default_model_path()``; ``n_ctx`` is the context to allocate
-    (the model's full 8192 by default); ``n_threads`` defaults to every CPU this process may use
-(``default_threads()``; llama-cpp-python's own default, half the CPUs, decodes ~1.6× slower on
-a 2-core machine: docs/benchmarks.md). ``shift``
-    turns KV-cache shifting on or off; ``cache_bytes`` caps the saved caches of idle
-    conversations (0 keeps none). Sampling is greedy unless ``GenerationParams.temperature`` is
-    set; ``seed`` seeds sampling when it is not. ``repeat_penalty`` is llama-cpp-python's chat
-    default (1.1): without it a model this small loops even on easy questions. Nothing is loaded
-    until the first use.
+    (the model's full 8192 by default). ``n_threads`` defaults to every CPU this process may
+    use (``default_threads()``): llama-cpp-python's own default, half the CPUs, decodes ~1.6×
+    slower on a 2-core machine (docs/benchmarks.md). ``shift`` turns KV-cache shifting on or
+    off; ``cache_bytes`` caps the saved caches of idle conversations (0 keeps none). Sampling
+    is greedy unless ``GenerationParams.temperature`` is set; ``seed`` seeds sampling when it
+    is not. ``repeat_penalty`` is llama-cpp-python's chat default (1.1): without it a model
+    this small loops even on easy questions. Nothing is loaded until the first use.
     """
 
     def __init__(
