@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
-from contextlib import contextmanager
 from dataclasses import replace
 
 from .backend import ChatBackend, GenerationParams, Usage
@@ -17,6 +16,7 @@ from .memory.recall import RoundIndex
 from .memory.summary import Summarize, Summarizing, backend_summarizer, summary_touched
 from .messages import Message
 from .meter import MeterReading, Price
+from .reply import Reply, closing_stream
 from .store import Store, SummaryRecord
 from .tokens import TokenCounter, message_tokens
 from .truncate import cut_to_tokens
@@ -27,52 +27,6 @@ log = logging.getLogger("memchat")
 
 DEFAULT_WINDOW = 4096
 MAX_FOLDS = 4  # summary chunks folded per turn at most (a backlog catches up over turns)
-
-
-@contextmanager
-def _closing(stream: Iterator[object]) -> Iterator[None]:
-    """Close a backend stream (a generator) however the turn ends, so its resources go now."""
-    try:
-        yield
-    finally:
-        close = getattr(stream, "close", None)
-        if close is not None:
-            close()
-
-
-class Reply:
-    """The streaming reply to one ``send``.
-
-    Iterate it for text chunks. The user message and the reply are committed together when the
-    stream ends; if the backend fails, or the caller stops early (``close()``, ``break``), the
-    history is exactly as it was before.
-    """
-
-    def __init__(self, session: ChatSession, message: Message, notices: list[str]) -> None:
-        self._session = session
-        self.message = message
-        self.notices = notices
-        self.text = ""
-        self.usage: Usage | None = None
-        self.context: Context | None = None
-        self.done = False
-        self._gen = session._run(self)
-
-    def __iter__(self) -> Iterator[str]:
-        return self._gen
-
-    def __next__(self) -> str:
-        return next(self._gen)
-
-    def close(self) -> None:
-        """Cancel: stop the backend and commit nothing."""
-        self._gen.close()
-
-    def consume(self) -> str:
-        """Read the whole reply and return its text."""
-        for _ in self._gen:
-            pass
-        return self.text
 
 
 class ChatSession:
@@ -170,7 +124,7 @@ class ChatSession:
             started = False
             try:
                 stream = self.backend.stream(reply.context.messages, self._params())
-                with _closing(stream):
+                with closing_stream(stream):
                     for chunk in stream:
                         if chunk.text:
                             started = True

@@ -1,0 +1,62 @@
+"""Reply: the streaming answer to one ``ChatSession.send``; the turn commits when it ends."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from .backend import Usage
+from .memory import Context
+from .messages import Message
+
+if TYPE_CHECKING:
+    from .session import ChatSession
+
+__all__ = ["Reply", "closing_stream"]
+
+
+@contextmanager
+def closing_stream(stream: Iterator[object]) -> Iterator[None]:
+    """Close a backend stream (a generator) however the turn ends, so its resources go now."""
+    try:
+        yield
+    finally:
+        close = getattr(stream, "close", None)
+        if close is not None:
+            close()
+
+
+class Reply:
+    """The streaming reply to one ``send``.
+
+    Iterate it for text chunks. The user message and the reply are committed together when the
+    stream ends; if the backend fails, or the caller stops early (``close()``, ``break``), the
+    history is exactly as it was before.
+    """
+
+    def __init__(self, session: ChatSession, message: Message, notices: list[str]) -> None:
+        self._session = session
+        self.message = message
+        self.notices = notices
+        self.text = ""
+        self.usage: Usage | None = None
+        self.context: Context | None = None
+        self.done = False
+        self._gen = session._run(self)
+
+    def __iter__(self) -> Iterator[str]:
+        return self._gen
+
+    def __next__(self) -> str:
+        return next(self._gen)
+
+    def close(self) -> None:
+        """Cancel: stop the backend and commit nothing."""
+        self._gen.close()
+
+    def consume(self) -> str:
+        """Read the whole reply and return its text."""
+        for _ in self._gen:
+            pass
+        return self.text
