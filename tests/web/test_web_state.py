@@ -164,6 +164,29 @@ def test_a_turn_streams_and_commits() -> None:
     assert after == []
 
 
+def first_wait_chunks(backend: ScriptedBackend, first_wait: float) -> tuple[Turn, list[str]]:
+    lock = threading.Lock()
+    lock.acquire()
+    turn = Turn(ChatSession(backend).send("hi"), lock, threading.Event())
+    seen = list(turn.chunks(poll=0.01, first_wait=first_wait))
+    turn.wait(5)
+    return turn, seen
+
+
+def test_text_that_comes_within_the_first_wait_is_the_first_update() -> None:
+    turn, seen = first_wait_chunks(ScriptedBackend(replies=["whole reply"]), first_wait=2.0)
+    assert seen == ["whole reply"] and turn.end.status == "done"  # ended inside the wait
+    slow = ScriptedBackend(replies=["one two three"], chunk_size=4, delay=0.05)
+    turn, seen = first_wait_chunks(slow, first_wait=2.0)
+    assert "" not in seen and seen[0] and seen[-1] == "one two three"
+
+
+def test_a_slow_first_token_gets_an_empty_update_first() -> None:
+    slow = ScriptedBackend(replies=["late"], chunk_size=10, delay=0.5)
+    turn, seen = first_wait_chunks(slow, first_wait=0.05)
+    assert seen == ["", "late"] and turn.end.status == "done"
+
+
 def test_stopping_a_turn_closes_the_backend_and_commits_nothing() -> None:
     backend = ScriptedBackend(replies=["x" * 400], chunk_size=2, delay=0.01)
     session = ChatSession(backend)

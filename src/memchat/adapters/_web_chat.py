@@ -32,6 +32,7 @@ __all__ = ["TURN", "ChatHandlers"]
 
 TURN = ("textbox", "conversation", "browser", "send", "stop")
 LOCK_WAIT = 3.0
+FIRST_WAIT = 0.3  # seconds the user's row waits for the reply's first text
 STOPPED_MARK = "\n\n*⏹ Stopped — this reply was not kept.*"
 
 Out = tuple[Any, ...]
@@ -151,11 +152,16 @@ class ChatHandlers(PageBase):
         after = self._after(started, owner, cid, created)
         turn = Turn(started.reply, started.entry.lock, stop, after=after)
         skip6 = (gr.skip(),) * 5
+        first = True
         try:
-            yield ("", cid, gr.skip(), *_buttons(True), [*started.base, user], *skip6)
-            for text in turn.chunks():
-                rows = [*started.base, user, {"role": "assistant", "content": text}]
-                yield (gr.skip(),) * len(TURN) + (rows, *skip6)
+            # the user's row and the first text go out in one update when the text comes
+            # within FIRST_WAIT: one browser redraw less before the first token shows
+            for text in turn.chunks(first_wait=FIRST_WAIT):
+                reply = [{"role": "assistant", "content": text}] if text else []
+                rows = [*started.base, user, *reply]
+                head = ("", cid, gr.skip(), *_buttons(True)) if first else (gr.skip(),) * len(TURN)
+                first = False
+                yield (*head, rows, *skip6)
         finally:
             if turn.end is None:  # the page went away or was cancelled: stop the model
                 stop.set()

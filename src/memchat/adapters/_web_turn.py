@@ -89,18 +89,29 @@ class Turn:
                 self._lock.release()
                 self._queue.put(outcome)
 
-    def chunks(self, poll: float = 0.05, interval: float = 0.08) -> Iterator[str]:
+    def chunks(
+        self, poll: float = 0.05, interval: float = 0.08, first_wait: float = 0.0
+    ) -> Iterator[str]:
         """The reply text so far: the first text at once, then at most every ``interval``
         seconds (each page update costs the server and the browser CPU the model also needs).
-        Sets ``end`` when it returns."""
+
+        With ``first_wait``, if no text came within that many seconds, ``""`` is yielded once
+        (so the page can show the user's message while the model reads the prompt); if text
+        came sooner, the first thing yielded is that text. Sets ``end`` when it returns.
+        """
         text = shown = ""
         due = 0.0
-        while self.end is None:
-            if self.stop.is_set():
+        if first_wait > 0:
+            text = self._read(text, first_wait)
+            if not text and self.end is None:
+                yield ""
+        while self.end is None or text != shown:
+            if self.end is None and self.stop.is_set():
                 self.end = self._stopped(text)
                 break
-            wait = poll if text == shown else max(0.0, min(poll, due - time.monotonic()))
-            text = self._read(text, wait)
+            if self.end is None:
+                wait = poll if text == shown else max(0.0, min(poll, due - time.monotonic()))
+                text = self._read(text, wait)
             if text != shown and (self.end is not None or time.monotonic() >= due):
                 shown, due = text, time.monotonic() + interval
                 yield text
