@@ -51,6 +51,9 @@ class Settings:
     connect_timeout: float = 5.0
     max_retries: int = 2
     users: str | None = None
+    kv_shift: bool = True
+    kv_cache_mb: int = 512
+    threads: int | None = None
     config_path: str = ""
     prices: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -136,6 +139,17 @@ def _number(kind: type[int] | type[float], minimum: float, inclusive: bool = Fal
     return parse
 
 
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    word = _text(value).strip().lower()
+    if word in ("1", "true", "yes", "on"):
+        return True
+    if word in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
 def _url(value: Any) -> str:
     url = _text(value).strip()
     if urlsplit(url).scheme not in ("http", "https") or not urlsplit(url).netloc:
@@ -176,6 +190,9 @@ _SPECS = (
     _Spec("connect_timeout", _number(float, 0), ("MEMCHAT_CONNECT_TIMEOUT",)),
     _Spec("max_retries", _number(int, 0, inclusive=True), ("MEMCHAT_MAX_RETRIES",)),
     _Spec("users", _text, ("MEMCHAT_USERS",)),
+    _Spec("kv_shift", _bool, ("MEMCHAT_KV_SHIFT",)),
+    _Spec("kv_cache_mb", _number(int, 0, inclusive=True), ("MEMCHAT_KV_CACHE_MB",)),
+    _Spec("threads", _number(int, 1, inclusive=True), ("MEMCHAT_THREADS",)),
 )
 _KEYS = {s.key for s in _SPECS}
 _FLAG_ONLY = {"config", "home"}

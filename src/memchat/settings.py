@@ -10,6 +10,9 @@ Environment variables (an empty value counts as unset):
     MEMCHAT_STRATEGY    memory strategy                MEMCHAT_CONFIG   config file path
     MEMCHAT_TIMEOUT     request timeout, seconds       MEMCHAT_MAX_RETRIES       SDK retries
     MEMCHAT_CONNECT_TIMEOUT   connect timeout          MEMCHAT_USERS    web logins "name:pw,…"
+    MEMCHAT_KV_SHIFT    embedded model: shift the KV cache when memory trims (true/false)
+    MEMCHAT_KV_CACHE_MB embedded model: ceiling for idle conversations' saved caches (512)
+    MEMCHAT_THREADS     embedded model: CPU threads (default: every CPU it may use)
     OPENAI_API_KEY, OPENAI_BASE_URL                    fallbacks for the key and the URL
 
 The config file is TOML (default ``$MEMCHAT_HOME/config.toml``) with the same names in lower
@@ -97,7 +100,13 @@ def _model_path(settings: Settings) -> str | None:
 def _local_backend(settings: Settings) -> Any:
     path = _model_path(settings)
     n_ctx = max(LOCAL_CONTEXT, settings.budget or 0)
-    return _local_module().LlamaCppBackend(path, n_ctx=n_ctx)
+    return _local_module().LlamaCppBackend(
+        path,
+        n_ctx=n_ctx,
+        n_threads=settings.threads,
+        shift=settings.kv_shift,
+        cache_bytes=settings.kv_cache_mb * 1024 * 1024,
+    )
 
 
 def _openai_backend(settings: Settings) -> Any:

@@ -72,6 +72,19 @@ def test_threads_default_to_every_usable_cpu_and_must_be_positive() -> None:
         LlamaCppBackend(n_threads=0)
 
 
+def test_shift_cache_ceiling_and_threads_are_settings(tmp_path: Path) -> None:
+    from memchat.settings import build_backend, load_settings
+
+    env = {"MEMCHAT_HOME": str(tmp_path), "MEMCHAT_KV_SHIFT": "off",
+           "MEMCHAT_KV_CACHE_MB": "64", "MEMCHAT_THREADS": "1"}  # fmt: skip
+    backend = build_backend(load_settings({}, environ=env))
+    assert (backend.shift, backend.cache_bytes, backend.n_threads) == (False, 64 << 20, 1)
+    defaults = build_backend(load_settings({}, environ={"MEMCHAT_HOME": str(tmp_path)}))
+    assert (defaults.shift, defaults.cache_bytes) == (True, 512 << 20)
+    with pytest.raises(ConfigError, match="MEMCHAT_KV_SHIFT"):
+        load_settings({}, environ={**env, "MEMCHAT_KV_SHIFT": "maybe"})
+
+
 def test_without_llama_cpp_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "llama_cpp", None)  # makes `import llama_cpp` fail
     with pytest.raises(ConfigError, match=r'pip install "memchat\[local\]"'):
