@@ -265,3 +265,49 @@ def test_the_byte_ceiling_evicts_the_oldest_conversation(fresh: LlamaCppBackend)
     finally:
         small.clear_cache()
         LlamaCppBackend()._model()  # give the shared model its default ceiling back
+
+
+def greedy_after(backend: LlamaCppBackend, *, pack: bool, forced: list[int] | None = None):
+    """A big trim (shift), one decoded token, then the next question read with or without the
+    packing that follows a big shift; returns (12 greedy tokens, tokens reused, packed?)."""
+    llama = backend._model().llama
+    backend.clear_cache()
+    last_usage(backend, chat(0, 8, "Tell me about clouds."))
+    last_usage(backend, chat(4, 8, "Which topic came last?"))  # frees half the cache
+    convs = backend._model().conversations
+    assert convs.fragmented
+    convs.fragmented = pack
+    prompt = backend.prompt_tokens(chat(4, 8, "Which topic came first?"))
+    reused = backend._prepare(backend._model(), prompt, _NO_KEY)
+    packed = not convs.fragmented
+    llama.eval(prompt[reused:].tolist())
+    out = []
+    for i in range(12):
+        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,))
+        out.append(int(np.argmax(logits)))
+        llama.eval([forced[i] if forced else out[-1]])
+    backend.clear_cache()
+    return out, reused, packed
+
+
+@pytest.mark.model
+def test_packing_after_a_big_shift_keeps_the_cache_and_its_predictions(
+    fresh: LlamaCppBackend,
+) -> None:
+    reference, reused_plain, _ = greedy_after(fresh, pack=False)
+    packed_tokens, reused_packed, packed = greedy_after(fresh, pack=True, forced=reference)
+    assert packed and reused_packed == reused_plain > 100
+    agreement = np.mean(np.array(packed_tokens) == np.array(reference))
+    assert agreement >= 11 / 12, (packed_tokens, reference)
+
+
+@pytest.mark.model
+def test_only_a_shift_that_frees_a_quarter_of_the_cache_packs(fresh: LlamaCppBackend) -> None:
+    last_usage(fresh, chat(0, 12, "Tell me about clouds."))
+    last_usage(fresh, chat(1, 12, "And rain?"))  # one round of twelve: under a quarter
+    assert not fresh._model().conversations.fragmented
+    last_usage(fresh, chat(6, 12, "And snow?"))  # half of it
+    assert fresh._model().conversations.fragmented
+    usage = last_usage(fresh, chat(6, 12, "And hail?"))  # packed first, then read as usual
+    assert not fresh._model().conversations.fragmented
+    assert usage.cached_tokens > usage.prompt_tokens - 20

@@ -29,6 +29,7 @@ __all__ = [
     "ShiftPlan",
     "apply_shift",
     "common_prefix",
+    "compact",
     "plan_shift",
     "restore_state",
     "save_state",
@@ -152,6 +153,20 @@ def _set_tokens(llama: Any, tokens: Tokens) -> None:
     llama._requires_eval = True  # the logits belong to the old sequence: decode before sampling
 
 
+def compact(llama: Any) -> bool:
+    """Pack the live cache's cells together again after a shift freed many of them.
+
+    Why: llama.cpp attends over every cell up to the highest one in use, freed or not, so after
+    a trim the cache costs what the untrimmed one did (a 35-token read at 1,200 tokens held
+    took 0.48 s, as at 2,000, against 0.37 s packed). Saving the sequence and restoring it
+    writes its cells contiguously (~30 ms at 2,000 tokens). Only call it once a decode has run
+    since the shift: llama.cpp rotates shifted keys lazily, at the next decode, and a saved
+    state does not carry a pending rotation.
+    """
+    state = save_state(llama)
+    return state is not None and restore_state(llama, state)
+
+
 # -- a cache per conversation ------------------------------------------------------------------
 
 
@@ -231,6 +246,7 @@ class ConversationCache:
     def __init__(self, max_bytes: int) -> None:
         self._max_bytes = max_bytes
         self.live: Hashable = None
+        self.fragmented = False  # the live cache has many freed cells (see ``compact``)
         self._states: OrderedDict[Hashable, SavedState] = OrderedDict()
         self._bytes = 0
         self._counts = {"hits": 0, "misses": 0, "evictions": 0, "shifts": 0, "shifted": 0}
@@ -240,6 +256,7 @@ class ConversationCache:
         if key == self.live and llama.n_tokens > 0:
             self._counts["hits"] += 1
             return True
+        self.fragmented = False  # a restored state is packed; an empty cache has nothing to pack
         state = self._states.pop(key, None)  # taken out first: saving may evict
         if state is not None:
             self._bytes -= state.nbytes
@@ -284,14 +301,18 @@ class ConversationCache:
         self._states.clear()
         self._bytes = 0
         self.live = None
+        self.fragmented = False
 
     def forget_live(self) -> None:
         """The live cache can no longer be trusted (an error mid-evaluation)."""
         self.live = None
+        self.fragmented = False
 
-    def note_shift(self, removed: int) -> None:
+    def note_shift(self, removed: int, held: int) -> None:
+        """Count a shift; when it freed at least a quarter of the cells, pack them next turn."""
         self._counts["shifts"] += 1
         self._counts["shifted"] += removed
+        self.fragmented = self.fragmented or removed * 4 >= held
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self._states

@@ -32,7 +32,7 @@ from ..core.errors import (
     UsageError,
 )
 from ..core.messages import Message
-from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, plan_shift
+from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, compact, plan_shift
 from ._llama_model import LlamaTokenCounter, LoadedModel, import_llama_cpp, load_model
 
 __all__ = [
@@ -189,6 +189,8 @@ class LlamaCppBackend:
             read = len(tokens) - int(llama.n_tokens)
             if read:
                 llama.eval(tokens[llama.n_tokens :].tolist())
+            else:  # no decode ran: a shift's key rotation is still pending, packing would lose it
+                model.conversations.fragmented = False
         return read
 
     # -- internals --------------------------------------------------------------------------
@@ -215,10 +217,14 @@ class LlamaCppBackend:
         """Bring the conversation's cache live and shift it; returns the prompt tokens reused."""
         llama, convs = model.llama, model.conversations
         convs.activate(llama, key)
+        if convs.fragmented:  # the last turn shifted, and its decode has rotated the keys
+            convs.fragmented = False
+            compact(llama)
         if self.shift:
-            plan = plan_shift(llama.input_ids[: llama.n_tokens], prompt)
+            held = int(llama.n_tokens)
+            plan = plan_shift(llama.input_ids[:held], prompt)
             if plan is not None and apply_shift(llama, plan, prompt):
-                convs.note_shift(plan.removed)
+                convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
         return min(reused, len(prompt) - 1)  # the last prompt token is always decoded
 
@@ -235,11 +241,12 @@ class LlamaCppBackend:
         tokens = llama.generate(prompt.tolist(), **sampling)
         decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         stops = _StopText(params.stop)
-        count, finish = 0, "length"
+        count, finish, decoded = 0, "length", False
         try:
             while count < limit and not stops.hit:
                 with _map_errors("generating"):
                     token = next(tokens)
+                decoded = True
                 if llama_cpp.llama_vocab_is_eog(llama._model.vocab, token):
                     finish = "stop"
                     break
@@ -249,6 +256,8 @@ class LlamaCppBackend:
                     yield Chunk(text)
         finally:
             tokens.close()
+            if not decoded:  # closed before any decode: a shift's key rotation is still pending
+                model.conversations.fragmented = False
         finish = "stop" if stops.hit else finish
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=count, cached_tokens=cached)
         yield Chunk(stops.flush(decoder.decode(b"", final=True)), finish, usage)
