@@ -131,8 +131,8 @@ window is full): median ×{drop["steady_median"] / default["steady_median"]:.1f}
 
 The last arm is `recall`, the default strategy for OpenAI-compatible providers, run for
 {data["drop_after_full"]} turns after the window fills: its recalled block (up to 30 % of the
-budget) is new text on every turn, so it reads a median {recall["read_median"]:.0f} tokens per
-turn (after-full TTFT median {recall["steady_median"]:.2f} s, ×{
+budget) is new text on every turn, so once the window is full it reads a median
+{recall["steady_read_median"]:.0f} tokens per turn (after-full TTFT median {recall["steady_median"]:.2f} s, ×{
         recall["steady_median"]
         / default[
             "steady_median"

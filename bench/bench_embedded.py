@@ -120,6 +120,7 @@ def summarize(rows: list[dict[str, Any]], first_trim: int | None) -> dict[str, A
         "read_median": median(reads),
         "read_p90": percentile(reads, 0.9),
         "read_max": max(reads),
+        "steady_read_median": median(reads[first_trim or 0 :]),
         "total_s": sum(r["total"] for r in rows),
         "ttft": [round(t, 4) for t in ttft],
     }
