@@ -73,6 +73,7 @@ def report(data: dict[str, Any], quick: bool) -> str:
     drift = default["end_drift"]
     recall, floor = arms[RECALL_ARM], data["floor"]
     floor_mean = floor_at(floor, default["mean_prompt"])
+    recall_ratio = recall["steady_median"] / default["steady_median"]
     floor_tab = table(
         ["context tokens", "read s"], [[k, v] for k, v in floor["seconds_at_context"].items()]
     )
@@ -132,11 +133,9 @@ window is full): median ×{drop["steady_median"] / default["steady_median"]:.1f}
 The last arm is `recall`, the default strategy for OpenAI-compatible providers, run for
 {data["drop_after_full"]} turns after the window fills: its recalled block (up to 30 % of the
 budget) is new text on every turn, so once the window is full it reads a median
-{recall["steady_read_median"]:.0f} tokens per turn (after-full TTFT median {recall["steady_median"]:.2f} s, ×{
-        recall["steady_median"]
-        / default[
-            "steady_median"
-        ]:.1f} the default). That is why the embedded model defaults to `cache`.
+{recall["steady_read_median"]:.0f} tokens per turn (after-full TTFT median
+{recall["steady_median"]:.2f} s, ×{recall_ratio:.1f} the default). That is why the embedded model
+defaults to `cache`.
 
 ### (e) The floor: reading one new message, nothing trimmed
 
