@@ -116,6 +116,9 @@ the model had to evaluate per turn (not served from the cache): the machine-inde
 behind TTFT. "after-full" = turns from the first trim on. The drop-oldest re-read arm re-reads
 the whole prompt on every full-window turn, so it runs only {data["drop_after_full"]} turns after
 the window first fills ({drop["turns"]} turns in all); the others run all {data["turns"]}.
+With shifting on, a shift that frees at least a quarter of the cache is followed, at the start
+of the next turn, by packing the cache (~30 ms): llama.cpp attends over every cell up to the
+highest one in use, so a trimmed but unpacked cache costs what the untrimmed one did.
 
 {trimming_table(arms)}
 
@@ -181,6 +184,6 @@ on {drift["cached_agreement"]:.2f} of 16 teacher-forced tokens (noise floor
 {
         drift[
             "split_agreement"
-        ]:.2f}). Turn shifting off (`LlamaCppBackend(shift=False)`) when every answer
-must equal a fresh read.
+        ]:.2f}). Turn shifting off (`kv_shift = false` in the config, `MEMCHAT_KV_SHIFT=0`,
+or `LlamaCppBackend(shift=False)`) when every answer must equal a fresh read.
 """

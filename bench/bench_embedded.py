@@ -12,12 +12,13 @@
 (e) The floor: reading just one new message (no trimming, warm cache) at several context
     lengths, the least any turn can cost on this machine.
 
-    python bench/bench_embedded.py [--quick]
+    python bench/bench_embedded.py [--quick] [--report]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import median, percentile, write_results  # noqa: E402
+from bench._common import ROOT, median, percentile, write_results  # noqa: E402
 from bench._embedded_report import machine_notes, report  # noqa: E402
 from bench._embedded_setup import (  # noqa: E402
     BUDGET,
@@ -367,7 +368,14 @@ def bench_fidelity(cases: int) -> dict[str, Any]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a short smoke run")
+    ap.add_argument(
+        "--report", action="store_true", help="only rewrite the Markdown from the last results"
+    )
     args = ap.parse_args()
+    if args.report:
+        data = json.loads((ROOT / "bench" / "results" / "embedded.json").read_text())
+        write_results("embedded", data, report(data, data["quick"]))
+        return
     turns, drop, inter, reps, cases = (40, 4, 6, 2, 2) if args.quick else (200, 20, 16, 3, 4)
     started = time.perf_counter()
     data: dict[str, Any] = {"turns": turns, "drop_after_full": drop, "inter_turns": inter}
