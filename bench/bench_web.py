@@ -273,8 +273,10 @@ token (target < 150 ms: **{met}**); a bare Gradio Chatbot page adds
 {d["bare_gradio_added_ttft_ms"]:.0f} ms under the same conditions. The decode rate seen in the
 page is **{d["tokens_per_s_ratio"]:.2f}x** the library's: the browser and the server's page
 updates (throttled to one every 80 ms) compete with the model for the same cores. Load average
-during the run: {d["load"]}. The machine was shared (2 cores, other jobs running), so single
-runs are noisy; re-run `python bench/bench_web.py` on a quiet machine.
+during the run: {d["load"]}. Single runs on 2 shared cores vary by tens of ms, and so does
+the bare page: compare the two columns of one run. memchat's own server-side work before the
+first token (conversation, session, context) measured ~1 ms; the rest of the gap to the bare
+page is Gradio and the browser handling a larger page.
 """
 
 
