@@ -105,16 +105,17 @@ class Turn:
             text = self._read(text, first_wait)
             if not text and self.end is None:
                 yield ""
-        while self.end is None or text != shown:
-            if self.end is None and self.stop.is_set():
-                self.end = self._stopped(text)
-                break
-            if self.end is None:
-                wait = poll if text == shown else max(0.0, min(poll, due - time.monotonic()))
-                text = self._read(text, wait)
+        while True:
             if text != shown and (self.end is not None or time.monotonic() >= due):
                 shown, due = text, time.monotonic() + interval
                 yield text
+            if self.end is not None:
+                break
+            if self.stop.is_set():
+                self.end = self._stopped(text)
+                break
+            wait = poll if text == shown else max(0.0, min(poll, due - time.monotonic()))
+            text = self._read(text, wait)
 
     def _read(self, text: str, wait: float) -> str:
         """``text`` plus whatever arrived within ``wait`` seconds; sets ``end`` at the end."""
