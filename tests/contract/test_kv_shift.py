@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 
@@ -157,27 +159,28 @@ def test_after_a_shift_the_cache_is_the_trimmed_prompt(fresh: LlamaCppBackend) -
     assert kv_positions(fresh) == (0, n - 1)
 
 
+def argmaxes(llama: Any, forced: list[int] | None, n: int = 12) -> list[int]:
+    """The greedy next token at each of ``n`` steps, feeding ``forced`` tokens when given."""
+    out: list[int] = []
+    for i in range(n):
+        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,))
+        out.append(int(np.argmax(logits)))
+        llama.eval([forced[i] if forced else out[-1]])
+    return out
+
+
 def forced_agreement(backend: LlamaCppBackend, prompt: np.ndarray, shift_from: np.ndarray) -> float:
     """Share of 12 greedy next tokens (teacher-forced on the fresh ones) that a shifted cache
     predicts the same as a fresh evaluation of the same prompt."""
     llama = backend._model().llama
-
-    def argmaxes(forced: list[int] | None) -> list[int]:
-        out = []
-        for i in range(12):
-            logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,))
-            out.append(int(np.argmax(logits)))
-            llama.eval([forced[i] if forced else out[-1]])
-        return out
-
     backend.clear_cache()
     llama.eval(prompt.tolist())
-    reference = argmaxes(None)
+    reference = argmaxes(llama, None)
     backend.clear_cache()
     llama.eval(shift_from.tolist())
     reused = backend._prepare(backend._model(), prompt, _NO_KEY)
     llama.eval(prompt[reused:].tolist())
-    shifted = argmaxes(reference)
+    shifted = argmaxes(llama, reference)
     backend.clear_cache()
     return float(np.mean(np.array(shifted) == np.array(reference)))
 
@@ -281,11 +284,7 @@ def greedy_after(backend: LlamaCppBackend, *, pack: bool, forced: list[int] | No
     reused = backend._prepare(backend._model(), prompt, _NO_KEY)
     packed = not convs.fragmented
     llama.eval(prompt[reused:].tolist())
-    out = []
-    for i in range(12):
-        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,))
-        out.append(int(np.argmax(logits)))
-        llama.eval([forced[i] if forced else out[-1]])
+    out = argmaxes(llama, forced)
     backend.clear_cache()
     return out, reused, packed
 
