@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -40,12 +39,6 @@ def user_messages(n: int, seed: int) -> list[str]:
         a, b = rng.sample(SUBJECTS, 2)
         out.append(f"({i + 1}) " + rng.choice(TEMPLATES).format(a=a, b=b))
     return out
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    n = min(len(a), len(b))
-    diff = np.flatnonzero(np.asarray(a[:n]) != np.asarray(b[:n]))
-    return int(diff[0]) if diff.size else n
 
 
 DEFAULT_ARM = "chunked (CacheAware) + shift [default]"

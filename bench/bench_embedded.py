@@ -37,10 +37,10 @@ from bench._embedded_setup import (  # noqa: E402
     RECALL_ARM,
     REPLY,
     SYSTEM,
-    common_prefix,
     user_messages,
 )
 from memchat import ChatSession, GenerationParams, Message  # noqa: E402
+from memchat.backends._llama_cache import common_prefix  # noqa: E402
 from memchat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from memchat.core import CacheAware, TokenBudget  # noqa: E402
 from memchat.strategies import make_strategy  # noqa: E402
@@ -70,14 +70,14 @@ def run_chat(
         conversation_id=key,
     )
     rows: list[dict[str, Any]] = []
-    prev: list[int] = []
+    prev = np.zeros(0, dtype=np.intc)
     shifts0 = backend.cache_stats().shifts
     dropped, first_trim = 0, None
     for i, text in enumerate(texts):
         ttft, total = turn(session, text)
         ctx, usage = session.last_context, session.last_usage
         assert ctx is not None and usage is not None
-        prompt = backend.prompt_tokens(ctx.messages).tolist()
+        prompt = backend.prompt_tokens(ctx.messages)
         trimmed = len(ctx.dropped) != dropped
         dropped = len(ctx.dropped)
         if trimmed and first_trim is None:
