@@ -256,7 +256,8 @@ class LlamaCppBackend:
                     yield Chunk(text)
         finally:
             tokens.close()
-            if not decoded:  # closed before any decode: a shift's key rotation is still pending
+            if not decoded:  # no decode ran (nothing to generate, or it failed): a shift's
+                # key rotation is still pending, and packing would lose it
                 model.conversations.fragmented = False
         finish = "stop" if stops.hit else finish
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=count, cached_tokens=cached)
