@@ -217,6 +217,85 @@ def _complete(server: _Server, session: ChatSession, text: str) -> dict[str, Any
     }
 
 
+Handler = Callable[[_Server, Request, str], Awaitable[Response]]
+
+
+async def _guarded(server: _Server, request: Request, handler: Handler) -> Response:
+    """Authenticate, run the handler, and turn memchat errors into OpenAI-shaped errors."""
+    try:
+        owner = server.owner(request)
+        return await handler(server, request, owner)
+    except _Unauthorized:
+        body = {
+            "error": {
+                "message": "missing or invalid API key",
+                "type": "invalid_api_key",
+                "code": "invalid_api_key",
+                "param": None,
+            }
+        }
+        return JSONResponse(body, status_code=401)
+    except MemchatError as exc:
+        return error_response(exc)
+
+
+async def _chat(server: _Server, request: Request, owner: str) -> Response:
+    try:
+        body = await request.json()
+    except ValueError:
+        raise InputError("the request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise InputError("the request body must be a JSON object")
+    messages = _parse_messages(body.get("messages"))
+    session = server.session_for(owner, body, request, messages)
+    headers = {HEADER: session.conversation_id} if session.conversation_id else {}
+    text = messages[-1].content
+    if body.get("stream"):
+        include = bool((body.get("stream_options") or {}).get("include_usage"))
+        reply = session.send(text)  # validates now, so bad input is a 400, not a broken stream
+        gen = _stream_body(server, reply, _completion_id(), include)
+        return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
+    from starlette.concurrency import run_in_threadpool
+
+    result = await run_in_threadpool(_complete, server, session, text)
+    return JSONResponse(result, headers=headers)
+
+
+async def _models(server: _Server, request: Request, owner: str) -> Response:
+    item = {"id": server.model, "object": "model", "created": 0, "owned_by": "memchat"}
+    return JSONResponse({"object": "list", "data": [item]})
+
+
+async def _conversations(server: _Server, request: Request, owner: str) -> Response:
+    if server.store is None:
+        raise ConfigError("this server has no store")
+    items = [
+        {
+            "id": c.id,
+            "title": c.title,
+            "updated_at": c.updated_at,
+            "messages": c.message_count,
+            "tokens": c.total_tokens,
+        }
+        for c in server.store.list_conversations(owner=owner)
+    ]
+    return JSONResponse({"object": "list", "data": items})
+
+
+async def _conversation(server: _Server, request: Request, owner: str) -> Response:
+    if server.store is None:
+        raise ConfigError("this server has no store")
+    info = server.store.find_conversation(request.path_params["cid"], owner=owner)
+    if info.owner != owner:
+        raise NotFound(f"no conversation named {request.path_params['cid']!r}")
+    if request.method == "DELETE":
+        server.store.delete_conversation(info.id)
+        server.sessions.pop(info.id, None)
+        return JSONResponse({"id": info.id, "deleted": True})
+    msgs = [m.to_dict() for m in server.store.load(info.id)]
+    return JSONResponse({"id": info.id, "title": info.title, "messages": msgs})
+
+
 def build_server(
     make_session: SessionFactory,
     *,
@@ -227,91 +306,17 @@ def build_server(
     """The ASGI app. ``make_session(store, conversation_id, history)`` builds a ChatSession."""
     server = _Server(make_session, store, model, keys)
 
-    async def guarded(
-        request: Request, handler: Callable[[Request, str], Awaitable[Response]]
-    ) -> Response:
-        try:
-            owner = server.owner(request)
-            return await handler(request, owner)
-        except _Unauthorized:
-            body = {
-                "error": {
-                    "message": "missing or invalid API key",
-                    "type": "invalid_api_key",
-                    "code": "invalid_api_key",
-                    "param": None,
-                }
-            }
-            return JSONResponse(body, status_code=401)
-        except MemchatError as exc:
-            return error_response(exc)
-
-    async def chat(request: Request, owner: str) -> Response:
-        try:
-            body = await request.json()
-        except ValueError:
-            raise InputError("the request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise InputError("the request body must be a JSON object")
-        messages = _parse_messages(body.get("messages"))
-        session = server.session_for(owner, body, request, messages)
-        headers = {HEADER: session.conversation_id} if session.conversation_id else {}
-        text = messages[-1].content
-        if body.get("stream"):
-            include = bool((body.get("stream_options") or {}).get("include_usage"))
-            reply = session.send(text)  # validates now, so bad input is a 400, not a broken stream
-            gen = _stream_body(server, reply, _completion_id(), include)
-            return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
-        from starlette.concurrency import run_in_threadpool
-
-        result = await run_in_threadpool(_complete, server, session, text)
-        return JSONResponse(result, headers=headers)
-
-    async def models(request: Request, owner: str) -> Response:
-        item = {"id": server.model, "object": "model", "created": 0, "owned_by": "memchat"}
-        return JSONResponse({"object": "list", "data": [item]})
-
-    async def conversations(request: Request, owner: str) -> Response:
-        if server.store is None:
-            raise ConfigError("this server has no store")
-        items = [
-            {
-                "id": c.id,
-                "title": c.title,
-                "updated_at": c.updated_at,
-                "messages": c.message_count,
-                "tokens": c.total_tokens,
-            }
-            for c in server.store.list_conversations(owner=owner)
-        ]
-        return JSONResponse({"object": "list", "data": items})
-
-    async def conversation(request: Request, owner: str) -> Response:
-        if server.store is None:
-            raise ConfigError("this server has no store")
-        info = server.store.find_conversation(request.path_params["cid"], owner=owner)
-        if info.owner != owner:
-            raise NotFound(f"no conversation named {request.path_params['cid']!r}")
-        if request.method == "DELETE":
-            server.store.delete_conversation(info.id)
-            server.sessions.pop(info.id, None)
-            return JSONResponse({"id": info.id, "deleted": True})
-        msgs = [m.to_dict() for m in server.store.load(info.id)]
-        return JSONResponse({"id": info.id, "title": info.title, "messages": msgs})
-
-    def route(
-        path: str, handler: Callable[[Request, str], Awaitable[Response]], methods: list[str]
-    ) -> Route:
+    def route(path: str, handler: Handler, methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
-            return await guarded(request, handler)
+            return await _guarded(server, request, handler)
 
         return Route(path, endpoint, methods=methods)
 
     return Starlette(
         routes=[
-            route("/v1/chat/completions", chat, ["POST"]),
-            route("/v1/models", models, ["GET"]),
-            route("/v1/conversations", conversations, ["GET"]),
-            route("/v1/conversations/{cid}", conversation, ["GET", "DELETE"]),
+            route("/v1/chat/completions", _chat, ["POST"]),
+            route("/v1/models", _models, ["GET"]),
+            route("/v1/conversations", _conversations, ["GET"]),
+            route("/v1/conversations/{cid}", _conversation, ["GET", "DELETE"]),
         ]
     )
