@@ -264,3 +264,17 @@ def test_one_ctrl_c_at_the_prompt_only_hints_two_leave():
     assert "Ctrl-C again" in loop.out.file.getvalue()  # type: ignore[attr-defined]
     assert loop_reading([KeyboardInterrupt(), KeyboardInterrupt()]).read() is None
     assert loop_reading([EOFError()]).read() is None
+
+
+def test_a_retry_is_announced_before_the_answer_and_not_repeated_after(tmp_path):
+    from tests.stubs.openai_stub import OpenAIStub, ok, status
+
+    with OpenAIStub() as stub:
+        stub.enqueue(status(503, headers={"retry-after-ms": "20"}), ok("back again"))
+        result = chat(tmp_path, ["hello"], "--backend", "openai", "--base-url", stub.url,
+                      "--model", "gpt-4o")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    note = "! the provider is failing (503) — retrying in 20 ms (retry 1 of 2)"
+    assert lines.count(note) == 1
+    assert lines[lines.index(note) + 1] == "memchat › back again"

@@ -80,6 +80,19 @@ def test_ask_backend_failure_is_one_line_with_exit_1(tmp_path):
     assert_one_line_error(result, 1, "rate limited")
 
 
+def test_ask_says_it_is_retrying_while_it_waits(tmp_path):
+    """A rate limit is announced on stderr before the retry (once), the reply on stdout."""
+    from tests.stubs.openai_stub import OpenAIStub, ok, status
+
+    with OpenAIStub() as stub:
+        stub.enqueue(status(429, headers={"retry-after-ms": "20"}), ok("patience pays"))
+        result = run(tmp_path, "ask", "--backend", "openai", "--base-url", stub.url,
+                     "--model", "gpt-4o", "hello?")  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout == "patience pays\n"
+    assert result.stderr.splitlines() == ["! rate limited (429) — retrying in 20 ms (retry 1 of 2)"]
+
+
 # -- context -----------------------------------------------------------------------------
 TRANSCRIPT = [
     {"role": "system", "content": "You are a ship's log."},

@@ -1,7 +1,8 @@
 """OpenAIBackend through ChatSession, against a local HTTP server speaking the OpenAI wire format.
 
-Every failure goes through the openai SDK's real HTTP, retry and SSE code; after each one the
-session's history must be exactly what it was (no half turn) and the error a memchat error.
+Every failure goes through the openai SDK's real HTTP and SSE code and memchat's retry loop;
+after each one the session's history must be exactly what it was (no half turn) and the error a
+memchat error.
 """
 
 from __future__ import annotations
@@ -120,7 +121,7 @@ def test_ok_streams_chunks_and_records_usage_with_cached_tokens(stub, make_sessi
     assert request.headers["authorization"] == f"Bearer {NO_KEY}"
 
 
-def test_rate_limited_once_then_ok_is_retried_by_the_sdk(stub, make_session):
+def test_rate_limited_once_then_ok_is_retried(stub, make_session):
     stub.enqueue(status(429, headers=FAST), ok("second time lucky"))
     session = make_session()
     assert session.ask("hello") == "second time lucky"
@@ -128,6 +129,44 @@ def test_rate_limited_once_then_ok_is_retried_by_the_sdk(stub, make_session):
     assert first.body == second.body
     assert second.headers["x-stainless-retry-count"] == "1"
     assert len(session.history.messages()) == 3
+
+
+def test_a_retry_is_announced_before_it_waits(stub, make_session):
+    """The user reads "rate limited — retrying in 1 s" while the retry waits, not after."""
+    stub.enqueue(status(429, headers={"retry-after": "1"}), ok("worth the wait"))
+    session = make_session(max_retries=2)
+    reply = session.send("hello")
+    heard: list[tuple[float, str, int]] = []
+    reply.on_notice = lambda note: heard.append((time.monotonic(), note, len(stub.chat_requests)))
+    start = time.monotonic()
+    assert reply.consume() == "worth the wait"
+    [(when, note, requests_then)] = heard
+    assert note == "rate limited (429) — retrying in 1 s (retry 1 of 2)"
+    assert when - start < 0.5 and requests_then == 1  # announced at once, before the retry
+    assert time.monotonic() - start >= 0.95  # ...which then waited what the server asked
+    assert reply.notices == [note] and len(stub.chat_requests) == 2
+
+
+def test_the_backend_stream_yields_a_status_chunk_per_retry(stub):
+    stub.enqueue(status(503, headers=FAST), status(502, headers=FAST), ok("third"))
+    with OpenAIBackend("gpt-4o", base_url=stub.url, max_retries=2) as backend:
+        chunks = list(backend.stream([user("hi")], GenerationParams()))
+    notes = [c.status for c in chunks if c.status]
+    assert notes == [
+        "the provider is failing (503) — retrying in 1 ms (retry 1 of 2)",
+        "the provider is failing (502) — retrying in 1 ms (retry 2 of 2)",
+    ]
+    assert all(not c.text for c in chunks if c.status)
+    assert "".join(c.text for c in chunks) == "third"
+    assert [r.headers["x-stainless-retry-count"] for r in stub.chat_requests] == ["0", "1", "2"]
+
+
+def test_a_retry_after_beyond_two_minutes_is_not_waited_for(stub, make_session):
+    stub.default = status(429, headers={"retry-after": "3600"}, message="come back in an hour")
+    session = make_session(max_retries=2)
+    error, _ = fail(session)
+    assert isinstance(error, RateLimited) and error.retry_after == 3600
+    assert len(stub.chat_requests) == 1 and "after 0 retries" in str(error)
 
 
 def test_rate_limited_forever_raises_rate_limited(stub, make_session):

@@ -154,3 +154,34 @@ def test_regenerate_replaces_the_last_reply(app: WebApp, pages: Pages) -> None:
     wait_idle(page)
     [conv] = app.store.list_conversations(owner=owner_of(app, "give me a draft"))
     assert [m.content for m in app.store.load(conv.id)] == ["give me a draft", "draft two"]
+
+
+def test_a_rate_limited_turn_says_it_is_retrying_then_streams(pages: Pages, tmp_path) -> None:
+    """The real OpenAI backend against the wire-format stub: a 429 asking for 2 s shows as
+    "retrying in 2 s" in the reply's place while it waits, then the reply streams in."""
+    from tests.stubs.openai_stub import OpenAIStub, ok, status
+
+    from memchat.backends.openai_compat import OpenAIBackend
+
+    from .conftest import start_app, stop_app
+
+    with OpenAIStub() as stub, OpenAIBackend("gpt-4o", base_url=stub.url) as backend:
+        stub.enqueue(status(429, headers={"retry-after": "2"}), ok("worth the wait"))
+        app = start_app(tmp_path, backend)
+        try:
+            page = pages.open(app.url)
+            send(page, "are you there?", wait=False)
+            waiting = wait_for(lambda: "retrying in 2 s" in " ".join(bot_texts(page)), timeout=5)
+            assert waiting and len(stub.chat_requests) == 1  # shown before the retry was sent
+            assert "rate limited (429)" in bot_texts(page)[-1]
+            wait_for(lambda: "worth the wait" in " ".join(bot_texts(page)))
+            wait_idle(page)
+            assert bot_texts(page)[-1].strip() == "worth the wait"
+            assert "rate limited (429)" in page.locator("#mc-notice").inner_text()
+            [conv] = app.store.list_conversations(owner=owner_of(app, "are you there?"))
+            assert [m.content for m in app.store.load(conv.id)] == [
+                "are you there?", "worth the wait"
+            ]
+            assert len(stub.chat_requests) == 2
+        finally:
+            stop_app(app)

@@ -11,7 +11,7 @@ from ..core.errors import MemchatError, NotFound, UsageError
 from ..core.session import ChatSession, Reply
 from ..core.store import ConversationInfo, Store
 from ..settings import Settings, build_session
-from ._cli_common import App, one_line, settings_options
+from ._cli_common import App, one_line, settings_options, untold
 from ._cli_render import meter_text, preview
 
 __all__ = ["ChatLoop", "chat"]
@@ -99,6 +99,8 @@ class ChatLoop:
             self.error(exc)
             return
         self.out.print(ANSWER, end="")
+        told: list[str] = []
+        reply.on_notice = lambda note: self.early(reply, note, told)
         try:
             for chunk in reply:
                 self.out.print(chunk, end="", markup=False, highlight=False, soft_wrap=True)
@@ -114,15 +116,22 @@ class ChatLoop:
             return
         self.out.print()
         self.pending = None
-        self.after(reply, text)
+        self.after(reply, text, told)
+
+    def early(self, reply: Reply, note: str, told: list[str]) -> None:
+        """A notice before the answer has any text (a retry's wait, say): print it now."""
+        if not reply.text:
+            self.out.print(f"\n[orange1]! {escape(note)}[/]")
+            self.out.print(ANSWER, end="")
+            told.append(note)
 
     def keep(self, text: str, why: str) -> None:
         self.pending = text
         self.out.print(f"[orange1]{why}; your message was kept — /retry sends it again:[/]")
         self.out.print(text, style="dim", markup=False, highlight=False)
 
-    def after(self, reply: Reply, text: str) -> None:
-        for notice in reply.notices:
+    def after(self, reply: Reply, text: str, told: list[str]) -> None:
+        for notice in untold(reply.notices, told):
             self.out.print(f"[orange1]! {escape(notice)}[/]")
         context = reply.context
         left_out = len(context.dropped) if context is not None else 0

@@ -7,7 +7,7 @@ Every MemchatError becomes one line on stderr and an exit code, never a tracebac
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, NoReturn, TypeVar
 
@@ -30,6 +30,7 @@ __all__ = [
     "find_conversation",
     "one_line",
     "settings_options",
+    "untold",
 ]
 
 EXIT_BACKEND = 1
@@ -141,3 +142,14 @@ def settings_options(*names: str) -> Callable[[F], F]:
         return func
 
     return decorate
+
+
+def untold(notices: Sequence[str], told: Sequence[str]) -> list[str]:
+    """The notices still to print (``told`` were printed as they happened)."""
+    left, rest = list(told), []
+    for notice in notices:
+        if notice in left:
+            left.remove(notice)
+        else:
+            rest.append(notice)
+    return rest

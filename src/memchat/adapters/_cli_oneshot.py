@@ -11,10 +11,11 @@ from rich.markup import escape
 
 from ..core.errors import UsageError
 from ..core.messages import Message
+from ..core.reply import Reply
 from ..core.store import Store
 from ..settings import Settings, build_session, counting_backend
 from ..transcripts import load_transcript
-from ._cli_common import App, find_conversation, settings_options
+from ._cli_common import App, find_conversation, settings_options, untold
 from ._cli_render import context_table, context_totals, settings_table
 
 __all__ = ["ask", "config", "context"]
@@ -50,6 +51,8 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
         settings, store=store, conversation_id=conv_id, backend=app.backend(settings)
     )
     reply = session.send(text)
+    told: list[str] = []
+    reply.on_notice = lambda note: _early(app, reply, note, told)
     try:
         for chunk in reply:
             click.echo(chunk, nl=False)
@@ -58,8 +61,15 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
         app.err.print("\n[orange1]cancelled: nothing was saved[/]")
         raise click.exceptions.Exit(130) from None
     click.echo()
-    for notice in reply.notices:
+    for notice in untold(reply.notices, told):
         app.err.print(f"[orange1]! {escape(notice)}[/]")
+
+
+def _early(app: App, reply: Reply, note: str, told: list[str]) -> None:
+    """A notice before the reply has any text (a retry's wait): say it now, on stderr."""
+    if not reply.text:
+        app.err.print(f"[orange1]! {escape(note)}[/]")
+        told.append(note)
 
 
 def _history(

@@ -50,6 +50,13 @@ def _buttons(running: bool) -> tuple[Any, Any]:
     return gr.update(visible=not running), gr.update(visible=running)
 
 
+def _bubble(text: str, status: str) -> str:
+    """The reply so far; before its first text, the latest notice (a retry, say) in italics."""
+    if text or not status:
+        return text
+    return f"*⏳ {html.escape(status)} …*"
+
+
 class ChatHandlers(PageBase):
     """The handlers of the chat tab; ``_active`` maps a page session to its running turn."""
 
@@ -157,7 +164,8 @@ class ChatHandlers(PageBase):
             # the user's row and the first text go out in one update when the text comes
             # within FIRST_WAIT: one browser redraw less before the first token shows
             for text in turn.chunks(first_wait=FIRST_WAIT):
-                reply = [{"role": "assistant", "content": text}] if text else []
+                reply = [{"role": "assistant", "content": _bubble(text, turn.status)}]
+                reply = reply if reply[0]["content"] else []
                 rows = [*started.base, user, *reply]
                 head = ("", cid, gr.skip(), *_buttons(True)) if first else (gr.skip(),) * len(TURN)
                 first = False

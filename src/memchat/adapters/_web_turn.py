@@ -39,6 +39,10 @@ log = logging.getLogger("memchat.web")
 _DONE = object()
 
 
+class _Note(str):
+    """A notice from the session, queued between text chunks."""
+
+
 @dataclass(frozen=True, slots=True)
 class TurnEnd:
     """How a turn ended: ``"done"``, ``"stopped"`` or ``"error"`` (with the error)."""
@@ -65,6 +69,8 @@ class Turn:
         self._after = after
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.end: TurnEnd | None = None
+        self.status = ""  # the latest notice, e.g. "rate limited (429) — retrying in 3 s"
+        reply.on_notice = lambda text: self._queue.put(_Note(text))
         self._thread = threading.Thread(target=self._work, name="memchat-web-turn", daemon=True)
         self._thread.start()
 
@@ -94,27 +100,33 @@ class Turn:
     ) -> Iterator[str]:
         """The reply text so far: the first text at once, then at most every ``interval``
         seconds (each page update costs the server and the browser CPU the model also needs).
+        A new ``status`` is yielded like new text (with the text so far).
 
         With ``first_wait``, if no text came within that many seconds, ``""`` is yielded once
         (so the page can show the user's message while the model reads the prompt); if text
         came sooner, the first thing yielded is that text. Sets ``end`` when it returns.
         """
-        text = shown = ""
+        text = ""
+        shown = ("", "")  # the (text, status) last yielded
         due = 0.0
         if first_wait > 0:
-            text = self._read(text, first_wait)
+            deadline = time.monotonic() + first_wait
+            while not text and self.end is None and (left := deadline - time.monotonic()) > 0:
+                text = self._read(text, left)
             if not text and self.end is None:
+                shown = (text, self.status)
                 yield ""
         while True:
-            if text != shown and (self.end is not None or time.monotonic() >= due):
-                shown, due = text, time.monotonic() + interval
+            now = (text, self.status)
+            if now != shown and (self.end is not None or time.monotonic() >= due):
+                shown, due = now, time.monotonic() + interval
                 yield text
             if self.end is not None:
                 break
             if self.stop.is_set():
                 self.end = self._stopped(text)
                 break
-            wait = poll if text == shown else max(0.0, min(poll, due - time.monotonic()))
+            wait = poll if now == shown else max(0.0, min(poll, due - time.monotonic()))
             text = self._read(text, wait)
 
     def _read(self, text: str, wait: float) -> str:
@@ -127,7 +139,10 @@ class Turn:
             if item is _DONE or isinstance(item, BaseException):
                 self.end = self._finish(item, text)
                 return text
-            text += str(item)
+            if isinstance(item, _Note):
+                self.status = str(item)
+            else:
+                text += str(item)
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:

@@ -1,11 +1,12 @@
 """The OpenAI-compatible backend: OpenAI itself, or any server that speaks its chat API.
 
 It is a thin layer on the official ``openai`` SDK (extra ``openai``). The SDK owns the HTTP
-client, the timeouts and the retry policy: it retries 408/409/429/5xx and connection errors with
-capped, jittered exponential backoff and honours a bounded ``Retry-After``. memchat configures
-it (``max_retries``, ``timeout``, ``connect_timeout``) and wraps no second loop around it. The
-SDK retries only while establishing the request, so once the first token has streamed a failure
-is surfaced, never retried (a retry would duplicate the text the user already saw).
+client and the timeouts. Its retry policy (408/409/429/5xx and connection errors, capped,
+jittered exponential backoff, a bounded ``Retry-After``) runs in ``_retry`` instead of inside
+the SDK for the chat stream, so the stream can say "rate limited (429) — retrying in 3 s" while
+it waits (a ``Chunk`` with ``status``); other calls keep the SDK's own retries. Only opening the
+stream is retried: once the first token has streamed a failure is surfaced, never retried (a
+retry would duplicate the text the user already saw).
 
 Every SDK exception is translated to memchat's tree in one place, ``_map_errors``, which guards
 both the request and the stream iteration:
@@ -24,11 +25,11 @@ import contextlib
 import functools
 import json
 import logging
-import math
 import os
 import re
 import ssl
-from collections.abc import Iterator, Mapping, Sequence
+import time
+from collections.abc import Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -47,6 +48,7 @@ from ..core.messages import Message
 from ..core.tokens import TokenCounter
 from ..pricing import match_model
 from ..tokenizers import counter_for_model
+from . import _retry
 
 if TYPE_CHECKING:
     import openai
@@ -82,6 +84,7 @@ _OVERFLOW = re.compile(
 @dataclass
 class _Call:
     streaming: bool = False
+    retries: int = 0
 
 
 class OpenAIBackend:
@@ -115,7 +118,7 @@ class OpenAIBackend:
             api_key=key,
             base_url=base_url,
             timeout=limits,
-            max_retries=max_retries,
+            max_retries=0,  # the chat stream retries in _open; other calls ask for max_retries
             http_client=sdk.DefaultHttpxClient(timeout=limits, verify=_tls_context()),
         )
         self.base_url = str(self._client.base_url).rstrip("/")
@@ -146,13 +149,7 @@ class OpenAIBackend:
         """
         call = _Call()
         with self._map_errors(call):
-            response = self._client.chat.completions.create(
-                model=self._model,
-                messages=[m.to_wire() for m in messages],
-                stream=True,
-                stream_options={"include_usage": True},
-                **self._options(params),
-            )
+            response = yield from self._open(messages, params, call)
             call.streaming = True
             try:
                 yield from self._read(response)
@@ -161,8 +158,9 @@ class OpenAIBackend:
 
     def models(self) -> list[str]:
         """The model ids the server offers (``GET /models``)."""
-        with self._map_errors(_Call()):
-            return [m.id for m in self._client.models.list()]
+        client = self._client.with_options(max_retries=self.max_retries)
+        with self._map_errors(_Call(retries=self.max_retries)):
+            return [m.id for m in client.models.list()]
 
     def close(self) -> None:
         """Close the HTTP connection pool."""
@@ -175,6 +173,36 @@ class OpenAIBackend:
         self.close()
 
     # -- internals --------------------------------------------------------------------------
+    def _open(
+        self, messages: Sequence[Message], params: GenerationParams, call: _Call
+    ) -> Generator[Chunk, None, Any]:
+        """Open the stream, retrying by ``_retry``'s policy; says so (a status chunk) each time."""
+        import openai
+
+        request = {
+            "model": self._model,
+            "messages": [m.to_wire() for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            **self._options(params),
+        }
+        while True:
+            count = {"x-stainless-retry-count": str(call.retries)}
+            try:
+                return self._client.chat.completions.create(**request, extra_headers=count)
+            except (openai.APIStatusError, openai.APIConnectionError) as exc:
+                failed = exc.response if isinstance(exc, openai.APIStatusError) else None
+                code = failed.status_code if failed is not None else None
+                headers: Mapping[str, str] = failed.headers if failed is not None else {}
+                if call.retries >= self.max_retries or not _retry.should_retry(code, headers):
+                    raise
+                wait = _retry.delay(call.retries, headers)
+                call.retries += 1
+                note = _retry.describe(code, wait, call.retries, self.max_retries)
+                log.debug("%s: %s", self.base_url, note)
+                yield Chunk(status=note)
+                time.sleep(wait)
+
     def _options(self, params: GenerationParams) -> dict[str, Any]:
         options: dict[str, Any] = {}
         if params.max_tokens is not None:
@@ -215,15 +243,15 @@ class OpenAIBackend:
         try:
             yield
         except openai.APIStatusError as exc:
-            raise self._status_error(exc) from exc
+            raise self._status_error(exc, call) from exc
         except openai.APITimeoutError as exc:
             total, connect = self._timeout
             limits = f"timeout {total:g} s, connect {connect:g} s"
-            where = "mid-reply" if call.streaming else f"after {self.max_retries} retries"
+            where = "mid-reply" if call.streaming else _after(call)
             message = f"{self.base_url} did not answer in time ({limits}) {where}"
             raise BackendTimeout(message) from exc
         except openai.APIConnectionError as exc:
-            raise BackendUnavailable(self._connection_message(exc, call.streaming)) from exc
+            raise BackendUnavailable(self._connection_message(exc, call)) from exc
         except openai.APIError as exc:  # an error event inside the stream
             detail = _detail(exc.body) or exc.message
             cls = ContextTooLong if _is_overflow(exc, detail) else BackendUnavailable
@@ -233,14 +261,14 @@ class OpenAIBackend:
         except json.JSONDecodeError as exc:
             raise BackendUnavailable(f"{self.base_url} sent a malformed event: {exc}") from exc
 
-    def _status_error(self, exc: openai.APIStatusError) -> BackendError:
+    def _status_error(self, exc: openai.APIStatusError, call: _Call) -> BackendError:
         code = exc.status_code
         detail = _detail(exc.body) or f"HTTP {code}"
         where = f"{self.base_url} answered {code}"
-        retried = f"after {self.max_retries} retries"
+        retried = _after(call)
         log.debug("mapping HTTP %s from %s: %s", code, self.base_url, detail)
         if code == 429:
-            retry_after = _retry_after(exc.response.headers)
+            retry_after = _retry.retry_after(exc.response.headers)
             return RateLimited(
                 f"{where} (rate limited) {retried}: {detail}", retry_after=retry_after
             )
@@ -263,12 +291,16 @@ class OpenAIBackend:
         verb = "rejected the API key" if code == 401 else "refused access with this API key"
         return f"{self.base_url} {verb} ({code}): {detail}"
 
-    def _connection_message(self, exc: openai.APIConnectionError, streaming: bool) -> str:
+    def _connection_message(self, exc: openai.APIConnectionError, call: _Call) -> str:
         cause = exc.__cause__ or exc.__context__
         reason = f": {cause}" if cause and str(cause) else ""
-        if streaming:
+        if call.streaming:
             return f"the connection to {self.base_url} broke mid-reply{reason}"
-        return f"cannot reach {self.base_url}{reason} (after {self.max_retries} retries)"
+        return f"cannot reach {self.base_url}{reason} ({_after(call)})"
+
+
+def _after(call: _Call) -> str:
+    return f"after {call.retries} {'retry' if call.retries == 1 else 'retries'}"
 
 
 @functools.cache
@@ -327,14 +359,3 @@ def _is_overflow(exc: openai.APIError, detail: str) -> bool:
         or kind == "exceed_context_size_error"  # llama.cpp server
         or bool(_OVERFLOW.search(detail))
     )
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait, from ``retry-after-ms`` or a numeric ``retry-after``; None if absent."""
-    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = headers.get(name)
-        if value is not None:
-            with contextlib.suppress(ValueError):
-                seconds = float(value) / scale
-                return max(0.0, seconds) if math.isfinite(seconds) else None
-    return None

@@ -39,11 +39,16 @@ class Usage:
 
 @dataclass(frozen=True, slots=True)
 class Chunk:
-    """A piece of the reply. The last chunk carries ``finish_reason`` and ``usage``."""
+    """A piece of the reply. The last chunk carries ``finish_reason`` and ``usage``.
+
+    ``status`` is a note on progress before the text, for the user to read while they wait
+    ("rate limited (429) — retrying in 3 s"); such a chunk has no text.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    status: str | None = None
 
 
 @runtime_checkable

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
@@ -33,12 +33,17 @@ class Reply:
     Iterate it for text chunks. The user message and the reply are committed together when the
     stream ends; if the backend fails, or the caller stops early (``close()``, ``break``), the
     history is exactly as it was before.
+
+    ``notices`` collects what happened on the way (input cut, trimmed and retried, rate limited
+    and retrying, summary updated); set ``on_notice`` before iterating to hear each one as it
+    happens, e.g. to show "retrying in 3 s" while the reply has no text yet.
     """
 
     def __init__(self, session: ChatSession, message: Message, notices: list[str]) -> None:
         self._session = session
         self.message = message
         self.notices = notices
+        self.on_notice: Callable[[str], None] | None = None
         self.text = ""
         self.usage: Usage | None = None
         self.context: Context | None = None

@@ -126,6 +126,8 @@ class ChatSession:
                 stream = self.backend.stream(reply.context.messages, self._params())
                 with closing_stream(stream):
                     for chunk in stream:
+                        if chunk.status:
+                            self._notice(reply, chunk.status)
                         if chunk.text:
                             started = True
                             reply.text += chunk.text
@@ -225,6 +227,8 @@ class ChatSession:
         reply.notices.append(text)
         if self.on_notice:
             self.on_notice(text)
+        if reply.on_notice:
+            reply.on_notice(text)
 
     # -- inspection -------------------------------------------------------------------------
     def context_for(self, text: str) -> Context:
