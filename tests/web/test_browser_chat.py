@@ -180,7 +180,8 @@ def test_a_rate_limited_turn_says_it_is_retrying_then_streams(pages: Pages, tmp_
             assert "rate limited (429)" in page.locator("#mc-notice").inner_text()
             [conv] = app.store.list_conversations(owner=owner_of(app, "are you there?"))
             assert [m.content for m in app.store.load(conv.id)] == [
-                "are you there?", "worth the wait"
+                "are you there?",
+                "worth the wait",
             ]
             assert len(stub.chat_requests) == 2
         finally:
