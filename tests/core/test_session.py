@@ -188,3 +188,23 @@ def test_nul_is_removed_and_broken_unicode_rejected(backend: ScriptedBackend) ->
     with pytest.raises(UsageError, match="empty"):
         session.send("\x00")
     assert len(session.history.rounds) == 1
+
+
+def test_reset_clears_the_stored_conversation_too(backend: ScriptedBackend) -> None:
+    """A reset conversation must not come back when it is resumed from its store."""
+    from memchat.storage import InMemoryStore
+
+    store = InMemoryStore()
+    conv = store.create_conversation("to reset").id
+    session = ChatSession(backend, system_prompt="Be brief.", store=store, conversation_id=conv)
+    session.ask("first")
+    session.ask("second")
+    store.save_summary(conv, "they said first and second", "x")
+    assert len(store.load(conv)) == 4
+    session.reset()
+    assert store.load(conv) == [] and store.get_summary(conv) is None
+    assert [m.role for m in session.history.messages()] == ["system"]
+    assert session.last_context is None
+    session.ask("fresh")
+    resumed = ChatSession(backend, history=store.load(conv))
+    assert [m.content for m in resumed.history.messages()] == ["fresh", "ok"]

@@ -126,11 +126,7 @@ def _system(loop: ChatLoop, arg: str) -> bool:
 def _reset(loop: ChatLoop, arg: str) -> bool:
     session = loop.session
     ids = [m.id for r in session.history.rounds for m in r]
-    if session.store is not None and session.conversation_id is not None and ids:
-        session.store.delete_messages(session.conversation_id, ids)
-        session.store.clear_summary(session.conversation_id)
     session.reset()
-    session.last_context = None
     loop.left_out = 0
     loop.out.print(f"cleared {len(ids):,} messages; the system prompt stays")
     return True

@@ -264,10 +264,15 @@ class ChatSession:
         self.history.set_system(text)
 
     def reset(self) -> None:
-        """Forget every round; the system prompt stays."""
+        """Forget every round, in the store too (like ``forget``); the system prompt stays."""
         system = self.history.system
         gone = [m.id for r in self.history.rounds for m in r]
+        if self.store is not None and self.conversation_id is not None:
+            if gone:
+                self.store.delete_messages(self.conversation_id, gone)
+            self.store.clear_summary(self.conversation_id)
         self.history = History(system, self.counter)
+        self.last_context = None
         index = self._index()
         if index is not None:
             index.remove(gone)
