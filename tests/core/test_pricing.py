@@ -86,3 +86,19 @@ def test_cached_tokens_cost_the_cached_price():
     expected = (500 * price.input + 1500 * price.cached_input + 100 * price.output) / 1e6
     assert price.cost(usage) == pytest.approx(expected)
     assert price.cost(usage) < price.cost(Usage(2000, 100))
+
+
+@pytest.mark.parametrize(
+    ("cost", "total", "shown", "hidden"),
+    [
+        (0.0, 0.0, "no cost", "$"),  # the embedded model: no "$0.0000 this turn" noise
+        (0.0123, 0.05, "$0.0123 this turn, $0.0500 total", "no cost"),
+        (0.0, 0.05, "$0.0000 this turn, $0.0500 total", "no cost"),  # a free turn, paid before
+        (None, None, "tokens in context (", "$"),  # unknown price: nothing said
+    ],
+)
+def test_the_meter_says_what_a_turn_cost(cost, total, shown, hidden):
+    from memchat.core.meter import MeterReading
+
+    text = MeterReading(100, 1000, cost=cost, total_cost=total).describe()
+    assert shown in text and hidden not in text

@@ -60,10 +60,13 @@ class MeterReading:
         parts = [f"{used} ({self.fraction:.0%})"]
         if self.usage and self.usage.cached_tokens:
             parts.append(f"{self.usage.cached_tokens:,} cached")
-        if self.cost is not None:
-            parts.append(f"${self.cost:.4f} this turn")
-        if self.total_cost is not None:
-            parts.append(f"${self.total_cost:.4f} total")
+        if self.cost == 0 and not self.total_cost:
+            parts.append("no cost")  # a local model (or a price set to 0): no $0.0000 noise
+        else:
+            if self.cost is not None:
+                parts.append(f"${self.cost:.4f} this turn")
+            if self.total_cost is not None:
+                parts.append(f"${self.total_cost:.4f} total")
         return parts
 
     def describe(self, sep: str = ", ") -> str:
