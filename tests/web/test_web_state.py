@@ -279,8 +279,15 @@ def test_a_bad_import_creates_nothing(tmp_path: Path) -> None:
 def test_a_long_conversation_draws_only_its_newest_messages() -> None:
     from memchat.adapters._web_render import chat_messages
 
-    messages = [Message(("user", "assistant")[i % 2], f"m{i}") for i in range(450)]
-    rows = chat_messages(messages, limit=200)
+    messages = [Message(("user", "assistant")[i % 2], f"m{i}") for i in range(600)]
+    rows = chat_messages(messages[:450], limit=200, step=50)
     assert len(rows) == 201 and "250 earlier messages" in rows[0]["content"]
     assert rows[-1]["content"] == "m449" and rows[1]["content"] == "m250"
     assert len(chat_messages(messages[:10], limit=200)) == 10
+    # the first message shown stays put while rounds are added (hidden 50 at a time), so the
+    # page appends rows instead of redrawing every one
+    firsts = {
+        chat_messages(messages[:n], limit=200, step=50)[1]["content"] for n in range(452, 500, 2)
+    }
+    assert firsts == {"m300"}
+    assert all(151 <= len(chat_messages(messages[:n], 200, 50)) <= 201 for n in range(201, 450))

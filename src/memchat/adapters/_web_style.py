@@ -56,6 +56,11 @@ CSS = """
 .mc-hint { font-size: .85rem; color: var(--body-text-color-subdued); align-self: center; }
 .mc-hint p { margin: 0; }
 
+/* Long chats: the browser lays out and paints only the messages on screen. Gradio measures the
+   chat after every streamed update (to keep it scrolled down), and without this each
+   measurement laid out every message: 130 ms before the first token at 200 messages. */
+#mc-chat .message-row { content-visibility: auto; contain-intrinsic-size: auto 120px; }
+
 #mc-input textarea { font-size: 1rem; }
 #mc-send, #mc-stop { min-width: 96px; max-width: 120px; }
 .mc-actions button { font-size: .85rem; }
