@@ -181,6 +181,53 @@ def test_summary_keeps_advancing_over_many_turns_and_is_stored_versioned() -> No
     assert all(m.content != "what was item 3?" for c in calls for m in c)
 
 
+def test_a_streamed_reply_ends_before_its_summary_fold_which_upkeep_runs() -> None:
+    """The stream ends with the reply; the fold (a model call that can take a minute on the
+    embedded model) runs in ``upkeep()``, so the user reads the reply while it runs."""
+    calls, summarize = collecting()
+    store = InMemoryStore()
+    conv = store.create_conversation("streamed").id
+    session = ChatSession(
+        ScriptedBackend(), strategy=SummaryMemory(CacheAware()), budget=Budget(400, 80),
+        store=store, conversation_id=conv, summarize=summarize,  # type: ignore[arg-type]
+    )  # fmt: skip
+    during_streams = in_upkeep = 0
+    for i in range(60):
+        before = len(calls)
+        reply = session.send(f"message {i} with some words to fill the window up")
+        assert "".join(reply) == "ok" and reply.done
+        during_streams += len(calls) - before
+        before = len(calls)
+        notes = session.upkeep()
+        in_upkeep += len(calls) - before
+        assert session.upkeep() == []  # nothing left to do
+        if len(calls) > before:
+            assert store.get_summary(conv) is not None
+        assert all("could not" not in n for n in notes)
+    assert during_streams == 0 and in_upkeep >= 3
+
+
+def test_upkeep_nobody_ran_runs_before_the_next_turn_picks_its_context() -> None:
+    calls, summarize = collecting()
+    session = ChatSession(
+        ScriptedBackend(), strategy=SummaryMemory(CacheAware()), budget=Budget(400, 80),
+        summarize=summarize,  # type: ignore[arg-type]
+    )  # fmt: skip
+    for i in range(60):
+        before = len(calls)
+        reply = session.send(f"message {i} with some words to fill the window up")
+        chunks = iter(reply)
+        next(chunks)  # the first text: any pending fold ran before the context was chosen
+        if len(calls) > before:
+            break
+        list(chunks)
+    else:
+        raise AssertionError("no fold ever became due")
+    assert reply.context is not None and reply.context.summary is not None
+    assert calls[-1][0].content.startswith("message ")
+    list(chunks)
+
+
 def test_a_failing_summary_never_breaks_the_turn() -> None:
     def reply(messages: Sequence[Message]) -> str:
         if messages[0].content.startswith("You keep the running summary"):

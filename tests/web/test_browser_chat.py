@@ -186,3 +186,47 @@ def test_a_rate_limited_turn_says_it_is_retrying_then_streams(pages: Pages, tmp_
             assert len(stub.chat_requests) == 2
         finally:
             stop_app(app)
+
+
+def test_a_summary_fold_runs_after_the_turn_and_the_next_message_waits_for_it(
+    pages: Pages, tmp_path
+) -> None:
+    """With the summary strategy a turn can fold old rounds into the summary (a model call,
+    slow on the embedded model). The page hands the turn back first; a message sent during
+    the fold says it is waiting, then goes."""
+    from .conftest import RecordingBackend, start_app, stop_app
+
+    folding = []
+
+    def answer(messages) -> str:
+        if messages[0].content.startswith("You keep the running summary"):
+            folding.append(time.monotonic())
+            time.sleep(3)
+            return "SUMMARY: the visitor counted."
+        return f"noted {len(messages)}"
+
+    backend = RecordingBackend(context_window=4096)
+    backend.reset()
+    backend.replies = [answer] * 200
+    app = start_app(tmp_path, backend, strategy="summary", budget=300, reserve=60)
+    try:
+        page = pages.open(app.url)
+        for i in range(40):
+            send(page, f"counting sheep, number {i}, still awake")
+            if folding:
+                break
+        assert folding, "no summary fold became due"
+        # the turn that triggered the fold is over on the page while the fold still runs
+        assert time.monotonic() - folding[0] < 2.5
+        assert page.locator("#mc-send").is_visible()
+        send(page, "are you done summarising?", wait=False)
+        wait_for(lambda: "Finishing the summary" in " ".join(bot_texts(page)), timeout=5)
+        wait_for(lambda: "noted" in bot_texts(page)[-1], timeout=20)
+        wait_idle(page)
+        assert user_texts(page)[-1].strip() == "are you done summarising?"
+        conv = app.store.list_conversations(
+            owner=owner_of(app, "counting sheep, number 0, still awake")
+        )[0]
+        assert app.store.get_summary(conv.id) is not None
+    finally:
+        stop_app(app)

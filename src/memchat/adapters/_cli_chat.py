@@ -117,6 +117,8 @@ class ChatLoop:
         self.out.print()
         self.pending = None
         self.after(reply, text, told)
+        for note in self.session.upkeep():  # a summary fold can take a while: after the meter
+            self.out.print(f"[orange1]! {escape(note)}[/]")
 
     def early(self, reply: Reply, note: str, told: list[str]) -> None:
         """A notice before the answer has any text (a retry's wait, say): print it now."""

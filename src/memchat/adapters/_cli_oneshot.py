@@ -61,7 +61,7 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
         app.err.print("\n[orange1]cancelled: nothing was saved[/]")
         raise click.exceptions.Exit(130) from None
     click.echo()
-    for notice in untold(reply.notices, told):
+    for notice in [*untold(reply.notices, told), *session.upkeep()]:
         app.err.print(f"[orange1]! {escape(notice)}[/]")
 
 

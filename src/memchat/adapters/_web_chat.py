@@ -32,6 +32,8 @@ __all__ = ["TURN", "ChatHandlers"]
 
 TURN = ("textbox", "conversation", "browser", "send", "stop")
 LOCK_WAIT = 3.0
+UPKEEP_WAIT = 600.0  # a summary fold on the embedded model can take a minute
+WAITING = "*⏳ Finishing the summary of earlier messages first; your message goes next …*"
 FIRST_WAIT = 0.3  # seconds the user's row waits for the reply's first text
 STOPPED_MARK = "\n\n*⏹ Stopped — this reply was not kept.*"
 
@@ -117,7 +119,10 @@ class ChatHandlers(PageBase):
                     raise UsageError("there is no reply to regenerate yet")
                 cid = self.store.create_conversation(short_title(text), owner=owner).id
                 created = True
-            started = self._start(self.registry.entry(owner, cid, prefs), text, undo)
+            entry = self.registry.entry(owner, cid, prefs)
+            if entry.upkeeping.is_set():
+                yield self._waiting(entry, cid, text)
+            started = self._start(entry, text, undo)
         except MemchatError as exc:
             if created and cid is not None:
                 self._drop_if_empty(owner, cid)
@@ -126,9 +131,18 @@ class ChatHandlers(PageBase):
             return
         yield from self._stream(started, owner, cid, prefs, browser, request, created)
 
+    def _waiting(self, entry: Entry, cid: str, text: str | None) -> Out:
+        """The page while the last turn's summary fold finishes: the message and a notice."""
+        rows = chat_messages(entry.session.history.messages())
+        if text:
+            rows = [*rows, {"role": "user", "content": text}]
+        rows = [*rows, {"role": "assistant", "content": WAITING}]
+        return ("", cid, gr.skip(), *_buttons(True), rows, *(gr.skip(),) * 5)
+
     def _start(self, entry: Entry, text: str | None, undo: bool) -> _Started:
         """Take the conversation's lock and start the reply (after undo, for a redo)."""
-        if not entry.lock.acquire(timeout=LOCK_WAIT):
+        patience = UPKEEP_WAIT if entry.upkeeping.is_set() else LOCK_WAIT
+        if not entry.lock.acquire(timeout=patience):
             raise UsageError("a reply is still being written in this conversation; stop it first")
         session, old = entry.session, None
         try:
@@ -157,7 +171,8 @@ class ChatHandlers(PageBase):
             self._active[key] = stop
         user = {"role": "user", "content": started.reply.message.content}
         after = self._after(started, owner, cid, created)
-        turn = Turn(started.reply, started.entry.lock, stop, after=after)
+        turn = Turn(started.reply, started.entry.lock, stop, after=after,
+                    upkeep=started.entry.upkeep)  # fmt: skip
         skip6 = (gr.skip(),) * 5
         first = True
         try:
@@ -196,7 +211,7 @@ class ChatHandlers(PageBase):
     ) -> Out:  # fmt: skip
         session = started.entry.session
         if end.status == "done":
-            notes = self.turn_notes(session, started.reply.notices)
+            notes = self.turn_notes(session, [*started.entry.take_notes(), *started.reply.notices])
             view = self.view(owner, cid, prefs, notes=notes)
             return ("", cid, browser_value(browser, conversation=cid), *_buttons(False), *view)
         if created:

@@ -24,6 +24,7 @@ SETTINGS_FIELDS = ("backend", "base_url", "api_key", "model", "system", "strateg
                    "reserve")  # fmt: skip
 
 Out = tuple[Any, ...]
+EDIT_WAIT = 1.0  # seconds pin/forget wait for a turn's last steps to finish
 
 
 def _optional(text: object) -> str | None:
@@ -196,7 +197,10 @@ class SideHandlers(PageBase):
             entry = self.live(owner, self.owned_id(owner, cid), prefs) if prefs else None
             if entry is None or not picked:
                 raise UsageError("pick a message first")
-            if not entry.lock.acquire(blocking=False):
+            if not entry.lock.acquire(timeout=EDIT_WAIT):
+                if entry.upkeeping.is_set():
+                    raise UsageError("the summary of earlier messages is being updated; "
+                                     "try again in a moment")  # fmt: skip
                 raise UsageError("wait for the reply to finish")
             try:
                 if action == "forget":

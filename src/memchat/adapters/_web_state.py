@@ -187,11 +187,29 @@ class SerialBackend:
 
 @dataclass
 class Entry:
-    """A live chat session and the lock held while a reply is being written."""
+    """A live chat session and the lock held while a reply is being written.
+
+    After a reply the lock stays held while the session's memory upkeep runs (``upkeeping``
+    is set then); its notices wait in ``notes`` for the next turn to show.
+    """
 
     session: ChatSession
     fingerprint: str
     lock: threading.Lock = field(default_factory=threading.Lock)
+    upkeeping: threading.Event = field(default_factory=threading.Event)
+    notes: list[str] = field(default_factory=list)
+
+    def upkeep(self) -> None:
+        """Run the session's memory upkeep (call it holding ``lock``)."""
+        self.upkeeping.set()
+        try:
+            self.notes.extend(self.session.upkeep())
+        finally:
+            self.upkeeping.clear()
+
+    def take_notes(self) -> list[str]:
+        notes, self.notes = self.notes, []
+        return notes
 
 
 class Registry:

@@ -4,7 +4,9 @@ The page's event handler only waits on a queue. The stop button sets ``Turn.stop
 returns at once with the partial text, and the worker closes the ``Reply`` before it reads the
 next chunk, so the backend stops and nothing is committed (``ChatSession`` guarantees that).
 The worker holds the conversation's lock until the reply is closed, so a new turn on the same
-conversation cannot start while the old one is still unwinding.
+conversation cannot start while the old one is still unwinding. After a committed reply it
+tells the page the turn is done first, then runs ``upkeep`` (the session's memory upkeep, e.g.
+a summary fold) still holding the lock: the visitor reads the reply meanwhile.
 """
 
 from __future__ import annotations
@@ -62,11 +64,13 @@ class Turn:
         stop: threading.Event,
         *,
         after: Callable[[], None] | None = None,
+        upkeep: Callable[[], None] | None = None,
     ) -> None:
         self.reply = reply
         self.stop = stop
         self._lock = lock
         self._after = after
+        self._upkeep = upkeep
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self.end: TurnEnd | None = None
         self.status = ""  # the latest notice, e.g. "rate limited (429) — retrying in 3 s"
@@ -92,8 +96,18 @@ class Turn:
             except Exception as exc:
                 log.error("could not undo an uncommitted web turn", exc_info=exc)
             finally:
-                self._lock.release()
                 self._queue.put(outcome)
+                self._finish_memory()
+
+    def _finish_memory(self) -> None:
+        """After the page has the outcome: the memory upkeep of a committed turn, then unlock."""
+        try:
+            if self.reply.done and self._upkeep is not None:
+                self._upkeep()
+        except Exception as exc:  # upkeep reports memory failures as notices; this is a bug
+            log.error("memory upkeep after a web turn failed", exc_info=exc)
+        finally:
+            self._lock.release()
 
     def chunks(
         self, poll: float = 0.05, interval: float = 0.08, first_wait: float = 0.0

@@ -200,7 +200,7 @@ def _stream_body(server: _Server, reply: Reply, cid: str, include_usage: bool) -
 def _complete(server: _Server, session: ChatSession, text: str) -> dict[str, Any]:
     with server.lock:
         reply = session.send(text)
-        content = reply.consume()
+        content = "".join(reply)  # its memory upkeep runs after the response (_upkeep)
     return {
         "id": _completion_id(),
         "object": "chat.completion",
@@ -254,11 +254,24 @@ async def _chat(server: _Server, request: Request, owner: str) -> Response:
         include = bool((body.get("stream_options") or {}).get("include_usage"))
         reply = session.send(text)  # validates now, so bad input is a 400, not a broken stream
         gen = _stream_body(server, reply, _completion_id(), include)
-        return StreamingResponse(gen, media_type="text/event-stream", headers=headers)
+        return StreamingResponse(gen, media_type="text/event-stream", headers=headers,
+                                 background=_upkeep(server, session))  # fmt: skip
     from starlette.concurrency import run_in_threadpool
 
     result = await run_in_threadpool(_complete, server, session, text)
-    return JSONResponse(result, headers=headers)
+    return JSONResponse(result, headers=headers, background=_upkeep(server, session))
+
+
+def _upkeep(server: _Server, session: ChatSession) -> Any:
+    """The turn's memory upkeep (a summary fold can take seconds), once the client has its
+    answer; under the server's lock, like the turns."""
+    from starlette.background import BackgroundTask
+
+    def run() -> None:
+        with server.lock:
+            session.upkeep()  # its notices are logged
+
+    return BackgroundTask(run)
 
 
 async def _models(server: _Server, request: Request, owner: str) -> Response:

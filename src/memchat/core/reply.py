@@ -61,7 +61,11 @@ class Reply:
         self._gen.close()
 
     def consume(self) -> str:
-        """Read the whole reply and return its text."""
+        """Read the whole reply, then finish the turn's memory upkeep; return the text."""
         for _ in self._gen:
             pass
+        for note in self._session.upkeep():
+            self.notices.append(note)
+            if self.on_notice:
+                self.on_notice(note)
         return self.text

@@ -69,6 +69,7 @@ class ChatSession:
         # folds dropped rounds into the summary of a summarising strategy; never the strategy
         self.summarize: Summarize = summarize or backend_summarizer(backend)
         self._summary_loaded = False
+        self._upkeep_due = False  # the last turn's index and summary work has not run yet
 
     # -- turns ------------------------------------------------------------------------------
     def send(self, text: str) -> Reply:
@@ -117,7 +118,7 @@ class ChatSession:
 
     def _stream_with_retry(self, reply: Reply) -> Iterator[str]:
         budget = self.budget
-        for note in self._prepare_memory():
+        for note in [*self._upkeep_notes(), *self._prepare_memory()]:
             self._notice(reply, note)
         for attempt in (1, 2):
             reply.context = self.strategy.select(self.history, budget)
@@ -157,7 +158,7 @@ class ChatSession:
         self.last_usage = reply.usage
         if self.price is not None and reply.usage is not None:
             self.total_cost = (self.total_cost or 0.0) + self.price.cost(reply.usage)
-        self._after_turn(lambda text: self._notice(reply, text))
+        self._upkeep_due = True  # done by upkeep(): by the caller, or before the next turn
 
     # -- long-term memory: index and summary upkeep; a failure here never fails the turn ----
     def _index(self) -> RoundIndex | None:
@@ -181,6 +182,29 @@ class ChatSession:
         except Exception as exc:  # noqa: BLE001 - memory is best effort; the turn goes on
             log.warning("long-term memory unavailable: %s", exc, exc_info=True)
             notes.append(f"long-term memory unavailable this turn: {exc}")
+        return notes
+
+    def upkeep(self) -> list[str]:
+        """Finish the last turn's long-term memory work and return its notices.
+
+        That is indexing the new round for recall and folding rounds that left the window into
+        the summary, which asks the model for a summary and can take seconds (a minute on the
+        embedded model). A reply's stream ends without it, so the user reads the reply at once;
+        ``Reply.consume``/``ask`` run it before returning, and the next ``send`` or
+        ``context_for`` runs it first if nobody did. Call it while the user reads, so the next
+        turn does not wait. Never raises for a memory failure: that becomes a notice.
+        """
+        notes = self._upkeep_notes()
+        for note in notes:
+            self._notify(note)
+        return notes
+
+    def _upkeep_notes(self) -> list[str]:
+        if not self._upkeep_due:
+            return []
+        self._upkeep_due = False
+        notes: list[str] = []
+        self._after_turn(notes.append)
         return notes
 
     def _after_turn(self, notify: Callable[[str], None]) -> None:
@@ -232,8 +256,11 @@ class ChatSession:
 
     # -- inspection -------------------------------------------------------------------------
     def context_for(self, text: str) -> Context:
-        """Exactly what would be sent if ``text`` were sent now (nothing is changed)."""
+        """Exactly what would be sent if ``text`` were sent now (nothing is changed, but the
+        last turn's pending ``upkeep`` runs first, as it would before sending)."""
+        pending = self.upkeep()
         message, notices = self._fit_input(text)
+        notices[:0] = pending
         self.history.append(message)
         try:
             notices += self._prepare_memory()
