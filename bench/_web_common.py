@@ -10,7 +10,16 @@ from typing import Any
 from memchat.core.backend import ChatBackend, Chunk, GenerationParams
 from memchat.core.messages import Message
 
-__all__ = ["CHROMIUM_ARGS", "OBSERVE", "PROMPT", "TARGET_MS", "Timed", "free_port", "result"]
+__all__ = [
+    "CHROMIUM_ARGS",
+    "OBSERVE",
+    "PROMPT",
+    "TARGET_MS",
+    "Timed",
+    "free_port",
+    "page_turn",
+    "result",
+]
 
 PROMPT = "Explain in three sentences why the sky is blue."
 TARGET_MS = 150.0
@@ -73,3 +82,16 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def page_turn(page: Any, timeout_ms: float = 300_000) -> tuple[float, list[list[float]]]:
+    """Send ``PROMPT`` in the memchat page and wait for the turn to end: (click time, stamps)."""
+    page.evaluate(OBSERVE)
+    page.locator("#mc-input textarea").fill(PROMPT)
+    page.locator("#mc-send").click()
+    page.locator("#mc-stop").wait_for(state="visible", timeout=120_000)
+    page.locator("#mc-stop").wait_for(state="hidden", timeout=timeout_ms)
+    clicked, stamps = page.evaluate(
+        "() => { window.__done = true; return [window.__clicked, window.__stamps]; }"
+    )
+    return clicked, stamps

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._web_common import OBSERVE, PROMPT, Timed, free_port, result
+from bench._web_common import PROMPT, Timed, free_port, page_turn, result
 from memchat.backends.fake import ScriptedBackend
 from memchat.core.messages import Message
 from memchat.settings import build_session, load_settings
@@ -107,13 +107,6 @@ def _library_turn(backend: Timed, settings: Any, store: SQLiteStore, cid: str) -
 
 def _page_turn(page: Any, backend: Timed) -> dict:
     time.sleep(0.5)  # let the previous turn's last redraw settle
-    page.evaluate(OBSERVE)
-    page.locator("#mc-input textarea").fill(PROMPT)
-    page.locator("#mc-send").click()
-    page.locator("#mc-stop").wait_for(state="visible", timeout=60_000)
-    page.locator("#mc-stop").wait_for(state="hidden", timeout=120_000)
-    clicked, stamps = page.evaluate(
-        "() => { window.__done = true; return [window.__clicked, window.__stamps]; }"
-    )
+    clicked, stamps = page_turn(page)
     tokens = backend.token_counter().count(REPLY)
     return result(stamps[0][0] - clicked, tokens, stamps[-1][0] - stamps[0][0], backend)

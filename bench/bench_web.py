@@ -44,6 +44,7 @@ from bench._web_common import (  # noqa: E402
     TARGET_MS,
     Timed,
     free_port,
+    page_turn,
     result,
 )
 from memchat.backends.fake import ScriptedBackend  # noqa: E402
@@ -84,14 +85,7 @@ def browser_run(page: Any, backend: Timed, store: SQLiteStore) -> dict:
     page.locator("#mc-new").click()
     page.wait_for_function("() => !document.querySelector('#mc-chat .message-row')")
     time.sleep(0.5)  # let the new-chat redraw settle; it is not part of the measured turn
-    page.evaluate(OBSERVE)
-    page.locator("#mc-input textarea").fill(PROMPT)
-    page.locator("#mc-send").click()
-    page.locator("#mc-stop").wait_for(state="visible", timeout=120_000)
-    page.locator("#mc-stop").wait_for(state="hidden", timeout=300_000)
-    clicked, stamps = page.evaluate(
-        "() => { window.__done = true; return [window.__clicked, window.__stamps]; }"
-    )
+    clicked, stamps = page_turn(page)
     cid = _conversation_titled(store, PROMPT)
     reply = store.load(cid)[-1].content
     store.delete_conversation(cid)
