@@ -291,7 +291,7 @@ fresh chat is its best).
 {text}
 
 **Result:** in a long chat the page adds **{d["long_chat"]["added_ttft_ms"]:.0f} ms** to the
-median time to first token (target < 150 ms). Before two changes this session it added about
+median time to first token (target < 150 ms). Before two changes on 2026-12-01 it added about
 200 ms at 200 messages (measured by hand, not by this bench): Gradio measures the chat after
 every update to keep it scrolled down, which laid out every message (now the rows use
 `content-visibility: auto`), and hiding the oldest messages one round at a time shifted every
