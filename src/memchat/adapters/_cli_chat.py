@@ -11,7 +11,7 @@ from ..core.errors import MemchatError, NotFound, UsageError
 from ..core.session import ChatSession, Reply
 from ..core.store import ConversationInfo, Store
 from ..settings import Settings, build_session
-from ._cli_common import App, one_line, settings_options, untold
+from ._cli_common import App, hear_early, one_line, settings_options, untold
 from ._cli_render import meter_text, preview
 
 __all__ = ["ChatLoop", "chat"]
@@ -99,8 +99,7 @@ class ChatLoop:
             self.error(exc)
             return
         self.out.print(ANSWER, end="")
-        told: list[str] = []
-        reply.on_notice = lambda note: self.early(reply, note, told)
+        told = hear_early(reply, self.early)
         try:
             for chunk in reply:
                 self.out.print(chunk, end="", markup=False, highlight=False, soft_wrap=True)
@@ -120,12 +119,10 @@ class ChatLoop:
         for note in self.session.upkeep():  # a summary fold can take a while: after the meter
             self.out.print(f"[orange1]! {escape(note)}[/]")
 
-    def early(self, reply: Reply, note: str, told: list[str]) -> None:
-        """A notice before the answer has any text (a retry's wait, say): print it now."""
-        if not reply.text:
-            self.out.print(f"\n[orange1]! {escape(note)}[/]")
-            self.out.print(ANSWER, end="")
-            told.append(note)
+    def early(self, note: str) -> None:
+        """A notice before the answer has any text: on its own line, then the answer's mark."""
+        self.out.print(f"\n[orange1]! {escape(note)}[/]")
+        self.out.print(ANSWER, end="")
 
     def keep(self, text: str, why: str) -> None:
         self.pending = text

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from ..core.errors import ConfigError, MemchatError, NotFound, StorageError, UsageError
+from ..core.reply import Reply
 from ..core.store import ConversationInfo, Store
 from ..settings import Settings, build_backend, load_settings
 
@@ -28,6 +29,7 @@ __all__ = [
     "exit_code",
     "fail",
     "find_conversation",
+    "hear_early",
     "one_line",
     "settings_options",
     "untold",
@@ -142,6 +144,20 @@ def settings_options(*names: str) -> Callable[[F], F]:
         return func
 
     return decorate
+
+
+def hear_early(reply: Reply, say: Callable[[str], None]) -> list[str]:
+    """Have ``say`` print the notices that come before the reply has any text (a retry's
+    wait, say) as they happen; returns the list of those told, for ``untold``."""
+    told: list[str] = []
+
+    def hear(note: str) -> None:
+        if not reply.text:
+            say(note)
+            told.append(note)
+
+    reply.on_notice = hear
+    return told
 
 
 def untold(notices: Sequence[str], told: Sequence[str]) -> list[str]:

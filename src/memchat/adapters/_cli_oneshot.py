@@ -11,11 +11,10 @@ from rich.markup import escape
 
 from ..core.errors import UsageError
 from ..core.messages import Message
-from ..core.reply import Reply
 from ..core.store import Store
 from ..settings import Settings, build_session, counting_backend
 from ..transcripts import load_transcript
-from ._cli_common import App, find_conversation, settings_options, untold
+from ._cli_common import App, find_conversation, hear_early, settings_options, untold
 from ._cli_render import context_table, context_totals, settings_table
 
 __all__ = ["ask", "config", "context"]
@@ -51,8 +50,7 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
         settings, store=store, conversation_id=conv_id, backend=app.backend(settings)
     )
     reply = session.send(text)
-    told: list[str] = []
-    reply.on_notice = lambda note: _early(app, reply, note, told)
+    told = hear_early(reply, lambda note: app.err.print(f"[orange1]! {escape(note)}[/]"))
     try:
         for chunk in reply:
             click.echo(chunk, nl=False)
@@ -63,13 +61,6 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
     click.echo()
     for notice in [*untold(reply.notices, told), *session.upkeep()]:
         app.err.print(f"[orange1]! {escape(notice)}[/]")
-
-
-def _early(app: App, reply: Reply, note: str, told: list[str]) -> None:
-    """A notice before the reply has any text (a retry's wait): say it now, on stderr."""
-    if not reply.text:
-        app.err.print(f"[orange1]! {escape(note)}[/]")
-        told.append(note)
 
 
 def _history(

@@ -179,8 +179,8 @@ class ChatHandlers(PageBase):
             # the user's row and the first text go out in one update when the text comes
             # within FIRST_WAIT: one browser redraw less before the first token shows
             for text in turn.chunks(first_wait=FIRST_WAIT):
-                reply = [{"role": "assistant", "content": _bubble(text, turn.status)}]
-                reply = reply if reply[0]["content"] else []
+                bubble = _bubble(text, turn.status)
+                reply = [{"role": "assistant", "content": bubble}] if bubble else []
                 rows = [*started.base, user, *reply]
                 head = ("", cid, gr.skip(), *_buttons(True)) if first else (gr.skip(),) * len(TURN)
                 first = False

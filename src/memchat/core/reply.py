@@ -64,8 +64,6 @@ class Reply:
         """Read the whole reply, then finish the turn's memory upkeep; return the text."""
         for _ in self._gen:
             pass
-        for note in self._session.upkeep():
-            self.notices.append(note)
-            if self.on_notice:
-                self.on_notice(note)
+        for note in self._session._upkeep_notes():
+            self._session._notice(self, note)
         return self.text
