@@ -17,6 +17,7 @@ __all__ = [
     "TARGET_MS",
     "Timed",
     "free_port",
+    "library_turn",
     "page_turn",
     "result",
 ]
@@ -82,6 +83,17 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
+
+
+def library_turn(backend: Timed, settings: Any, store: Any, cid: str) -> dict:
+    """Send ``PROMPT`` through ``ChatSession`` on stored conversation ``cid``; time it."""
+    from memchat.settings import build_session
+
+    session = build_session(settings, store=store, conversation_id=cid, backend=backend)
+    start = time.perf_counter()
+    stamps = [time.perf_counter() for _ in session.send(PROMPT)]
+    tokens = backend.token_counter().count(session.history.messages()[-1].content)
+    return result((stamps[0] - start) * 1000, tokens, (stamps[-1] - stamps[0]) * 1000, backend)
 
 
 def page_turn(page: Any, timeout_ms: float = 300_000) -> tuple[float, list[list[float]]]:

@@ -17,10 +17,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench._web_common import PROMPT, Timed, free_port, page_turn, result
+from bench._web_common import Timed, free_port, library_turn, page_turn, result
 from memchat.backends.fake import ScriptedBackend
 from memchat.core.messages import Message
-from memchat.settings import build_session, load_settings
+from memchat.settings import load_settings
 from memchat.storage import SQLiteStore
 
 __all__ = ["ROUNDS", "long_chat"]
@@ -65,10 +65,10 @@ def long_chat(browser: Any, runs: int) -> tuple[str, list[dict], list[dict]]:
         page = _open_full_page(browser, port, home)
         lib_id = store.create_conversation("library copy", owner="bench").id
         store.append(lib_id, _history())
-        _library_turn(backend, settings, store, lib_id)  # warm-up, not counted
+        library_turn(backend, settings, store, lib_id)  # warm-up, not counted
         _page_turn(page, backend)
         for _ in range(runs):
-            lib.append(_library_turn(backend, settings, store, lib_id))
+            lib.append(library_turn(backend, settings, store, lib_id))
             web.append(_page_turn(page, backend))
         page.close()
     finally:
@@ -95,14 +95,6 @@ def _open_full_page(browser: Any, port: int, home: Path) -> Any:
         timeout=120_000,
     )
     return page
-
-
-def _library_turn(backend: Timed, settings: Any, store: SQLiteStore, cid: str) -> dict:
-    session = build_session(settings, store=store, conversation_id=cid, backend=backend)
-    start = time.perf_counter()
-    stamps = [time.perf_counter() for _ in session.send(PROMPT)]
-    tokens = backend.token_counter().count(session.history.messages()[-1].content)
-    return result((stamps[0] - start) * 1000, tokens, (stamps[-1] - stamps[0]) * 1000, backend)
 
 
 def _page_turn(page: Any, backend: Timed) -> dict:

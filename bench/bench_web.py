@@ -44,6 +44,7 @@ from bench._web_common import (  # noqa: E402
     TARGET_MS,
     Timed,
     free_port,
+    library_turn,
     page_turn,
     result,
 )
@@ -72,13 +73,7 @@ def pick_backend(scripted: bool) -> tuple[ChatBackend, str, dict[str, Any]]:
 def library_run(backend: Timed, flags: dict[str, Any], store: SQLiteStore) -> dict:
     settings = load_settings({**flags, "store": "memory:"}, environ={})
     cid = store.create_conversation("bench", owner="bench").id
-    session = build_session(settings, store=store, conversation_id=cid, backend=backend)
-    start = time.perf_counter()
-    stamps = []
-    for _ in session.send(PROMPT):
-        stamps.append(time.perf_counter())
-    tokens = backend.token_counter().count(session.history.messages()[-1].content)
-    return result((stamps[0] - start) * 1000, tokens, (stamps[-1] - stamps[0]) * 1000, backend)
+    return library_turn(backend, settings, store, cid)
 
 
 def browser_run(page: Any, backend: Timed, store: SQLiteStore) -> dict:
