@@ -3,20 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import time
 from collections.abc import Callable
 from typing import Any
 
-from bench._common import machine, median, table, write_results
+from bench._common import ROOT, machine, median, table, write_results
 from bench.longconv import LongConversation
 from memchat.strategies import DEFAULT_STRATEGY
 
-__all__ = ["BUDGETS", "STRATEGIES", "report"]
+__all__ = ["BUDGETS", "REAL_HEADING", "STRATEGIES", "real_report", "report"]
 
 BUDGETS = (500, 1000, 2000, 4000)
 STRATEGIES = (
     "budget", "window", "cache", "summary", "recall-bm25", "recall-embed", "recall", "hybrid",
 )  # fmt: skip
+REAL_HEADING = "### Real conversations"
+JSON_PATH = ROOT / "bench" / "results" / "recall.json"
+MD_PATH = ROOT / "docs" / "benchmarks" / "recall.md"
 
 
 def report(
@@ -41,7 +46,10 @@ def report(
     if args.no_write:
         return
     data = _data(conv, scores, kinds, kind_names, large, embedder, replay_s, args)
+    saved = _saved_real()  # the real-conversation section survives a rewrite of this one
     write_results("recall", data, _markdown(conv, recall_table, kind_table, data))
+    if saved is not None:
+        _write_real(*saved)
 
 
 def _data(conv, scores, kinds, kind_names, large, embedder, replay_s, args) -> dict[str, Any]:  # type: ignore[no-untyped-def]
@@ -79,6 +87,7 @@ def _method(conv: LongConversation, d: dict[str, Any], recall_table: str, kind_t
     reused = f"; {cached:,} vectors reused from an earlier run's disk cache" if cached else ""
     return f"""## Long-term recall (benchmark 3)
 
+**Generated data** (the real-conversation tables follow below).
 `python bench/bench_recall.py` (`--quick` for a smoke run) — {
         "QUICK RUN, " if d["quick"] else ""
     }one
@@ -170,3 +179,166 @@ Targets:
 - recency windows near zero: highest of budget/window/cache at any budget {recency:.3f} —
   {ok(recency <= 0.1)}.
 """
+
+
+# -- the real-conversation arm (bench/_recall_real.py) ---------------------------------------
+def _label(real: dict[str, Any], method: str) -> str:
+    return f"{method} (baseline)" if method in real["baselines"] else method
+
+
+def _methods(real: dict[str, Any]) -> list[str]:
+    return [*real["strategies"], *real["baselines"]]
+
+
+def real_tables(real: dict[str, Any]) -> dict[str, str]:
+    """The arm's tables: recall, per category at 1,000 tokens, fill, imports."""
+    er, fill, ms = real["evidence_recall"], real["fill"], real["context_ms_median"]
+    per = lambda m, t: [t[m][str(b)] for b in BUDGETS]  # noqa: E731
+    cols = [f"{b} tok" for b in BUDGETS]
+    cats = list(real["categories"])
+    imports = real["imports"]
+    return {
+        "recall": table(
+            ["method", *cols, "context ms (median)"],
+            [[_label(real, m), *per(m, er), ms.get(m, "")] for m in _methods(real)],
+        ),
+        "category": table(
+            ["method @ 1000 tok", *[f"{c} ({real['categories'][c]})" for c in cats]],
+            [
+                [_label(real, m), *[real["by_category"][m]["1000"][c] for c in cats]]
+                for m in _methods(real)
+            ],
+        ),
+        "fill": table(
+            ["mean fill (tokens / B)", *cols],
+            [[_label(real, m), *per(m, fill)] for m in _methods(real)],
+        ),
+        "imports": table(
+            ["chat", "messages", "import s (with embeddings)", "import s (no embeddings)"],
+            [
+                [c, i["messages"], i["seconds"], i["seconds_without_embeddings"]]
+                for c, i in imports.items()
+            ],
+        ),
+    }
+
+
+def real_report(real: dict[str, Any], *, write: bool = True) -> None:
+    """Print the real arm's tables; merge its JSON and Markdown into the saved results."""
+    tables = real_tables(real)
+    print(*tables.values(), sep="\n\n", flush=True)
+    real = {"date": time.strftime("%Y-%m-%d"), "machine": machine(), **real}
+    if write:
+        _write_real(real, _real_markdown(real, tables))
+
+
+def _saved_real() -> tuple[dict[str, Any], str] | None:
+    """The saved real-conversation JSON and Markdown section, if any."""
+    try:
+        data = json.loads(JSON_PATH.read_text()).get("real")
+        text = MD_PATH.read_text()
+    except (OSError, ValueError):
+        return None
+    at = text.find(REAL_HEADING)
+    return (data, text[at:]) if data and at >= 0 else None
+
+
+def _write_real(real: dict[str, Any], section: str) -> None:
+    """Put ``real`` under "real" in recall.json and ``section`` at the end of recall.md,
+    keeping everything else in both files."""
+    try:
+        data = json.loads(JSON_PATH.read_text())
+        text = MD_PATH.read_text()
+    except (OSError, ValueError):
+        data, text = {}, ""
+    data["real"] = real
+    at = text.find(REAL_HEADING)
+    head = (text[:at] if at >= 0 else text).rstrip()
+    JSON_PATH.parent.mkdir(parents=True, exist_ok=True)
+    MD_PATH.parent.mkdir(parents=True, exist_ok=True)
+    JSON_PATH.write_text(json.dumps(data, indent=2) + "\n")
+    MD_PATH.write_text((head + "\n\n" if head else "") + section.strip() + "\n")
+
+
+def _real_markdown(real: dict[str, Any], tables: dict[str, str]) -> str:
+    return _real_method(real) + _real_results(real, tables)
+
+
+def _real_method(real: dict[str, Any]) -> str:
+    """Where the data comes from and how the arm measures."""
+    smoke = f" — SMOKE RUN: first {real['limit']} questions per chat" if real["limit"] else ""
+    return f"""{REAL_HEADING} (REALTALK dev set, {real["chats"]} chats, {
+        real["questions"]
+    } questions){smoke}
+
+**Real data**: the numbers in this section come from real two-person conversations (REALTALK,
+arXiv 2502.13270: {real["turns"]:,} turns, questions with labelled evidence turns); the tables
+above come from the generated conversation. The data is read at run time from outside the
+repository (`$MEMCHAT_REALTALK`, default `../shared/data/realtalk`) and never copied into it
+(its licence is not stated: measurement only); without it the arm is skipped.
+`python bench/bench_recall.py` runs it (`--no-real` skips it, `--real-only` runs only it,
+`--real-limit N` asks N questions per chat). Run {real["date"]}: {real["machine"]}, load
+average {real["load"]}, {real["seconds"]:,.0f} s.
+
+The user's path, not a shortcut: each chat is written as a JSONL transcript (created_at = the
+session's start + the turn's index in it, seconds) and imported with `memchat import` (the click
+command in-process, SQLite store in a fresh `MEMCHAT_HOME`, backend openai, model
+`{real["model"]}`, strategy `{real["import_strategy"]}`, which embeds the conversation at
+import; the other embedding strategies reuse those stored vectors when their vector model is the
+same, else embed at their first context). Contexts are built as
+`memchat context CHAT --question Q --budget B` builds them (`load_settings` → `build_session`
+with the counting backend → `context_for`), one session per chat, strategy and budget, with the
+**default reply reserve** (here {_reserve(real)}) and tokens counted with the model's tokenizer
+(o200k, +3 per message, +3 reply priming). Evidence recall =
+share of a question's evidence turns that are in the context whole: the stored message is sent
+or recalled, and its full text appears verbatim (a cut message does not count). `summary` and
+`hybrid` have **no summary yet** after an import (the summary is written by later chat turns),
+so they run as their window (+ recall) with the summary's share left unused. Baselines fill the
+**whole** budget B (no reserve; the question and the reply priming count) with single turns:
+`recency` the newest that fit, `bm25-turns` BM25 (k1 1.2, b 0.75) over turns in rank order
+skipping any that does not fit, `embed-turns` MiniLM cosine over turns, same fill
+({real["baseline_embedding"]["texts"]:,} texts embedded for them in {
+        real["baseline_embedding"]["seconds"]
+    } s).
+"""
+
+
+def _real_results(real: dict[str, Any], tables: dict[str, str]) -> str:
+    """The tables, the large-import figure and the headline comparison."""
+    er, imports = real["evidence_recall"], real["imports"]
+    big = max(imports, key=lambda c: imports[c]["messages"])
+    strategies = real["strategies"]
+    best = max(strategies, key=lambda m: er[m]["1000"] or 0) if strategies else None
+    best_line = f"`{best}` {er[best]['1000']:.3f}, " if best else ""
+    return f"""
+{tables["recall"]}
+
+Per category at 1,000 tokens (questions per category in the header):
+
+{tables["category"]}
+
+Mean fill of the budget (context tokens / B):
+
+{tables["fill"]}
+
+Import (`memchat import`, wall seconds; the first chat's also loads the embedding model):
+the {imports[big]["messages"]:,}-message `{big}` took **{imports[big]["seconds"]} s** with
+embeddings ({imports[big]["seconds_without_embeddings"]} s without).
+
+{tables["imports"]}
+
+At 1,000 tokens: {best_line}BM25 over turns {er["bm25-turns"]["1000"]:.3f}, embeddings over
+turns {er["embed-turns"]["1000"]:.3f}, recency {er["recency"]["1000"]:.3f}. "context ms" is the
+median wall time of one `context_for` (query embedding and retrieval included; the first call
+of each session, which builds the index from the store, is left out: median {_first_ms(real)}).
+"""
+
+
+def _reserve(real: dict[str, Any]) -> str:
+    reserve = real.get("reserve") or {}
+    return ", ".join(f"{int(r):,} at B = {int(b):,}" for b, r in reserve.items()) or "n/a"
+
+
+def _first_ms(real: dict[str, Any]) -> str:
+    first = real.get("first_context_ms_median", {})
+    return ", ".join(f"`{n}` {v} ms" for n, v in first.items() if v is not None) or "n/a"

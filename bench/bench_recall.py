@@ -13,7 +13,12 @@ oldest sentences when over length), not a model.
 A second part times context assembly (including retrieval) on a 10,000-turn conversation and
 measures the index memory.
 
-    python bench/bench_recall.py [--quick] [--embed-all]
+A third part, the real-conversation arm (``bench/_recall_real.py``), imports the REALTALK
+chats with ``memchat import`` and scores the contexts ``memchat context`` builds, against
+baselines that fill the whole budget; it runs when that data is present (outside the repo).
+
+    python bench/bench_recall.py [--quick] [--embed-all] [--no-real | --real-only]
+        [--real-limit N] [--real-strategies a,b]
 """
 
 from __future__ import annotations
@@ -34,7 +39,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import median, percentile  # noqa: E402
-from bench._recall_report import BUDGETS, STRATEGIES, report  # noqa: E402
+from bench._recall_real import run_real  # noqa: E402
+from bench._recall_report import BUDGETS, STRATEGIES, real_report, report  # noqa: E402
 from bench.longconv import LongConversation, Question, generate  # noqa: E402
 from memchat.core import Budget, CacheAware, History, Message, RoundWindow, TokenBudget  # noqa: E402
 from memchat.core.memory.recall import RecallMemory  # noqa: E402
@@ -259,6 +265,18 @@ class _RandomVectors:
 
 
 def main() -> None:
+    args = _parser().parse_args()
+    if args.embed_speed:
+        print(embed_speed(_embedder(args.embedder)))
+        return
+    embedder = MemoEmbedder(_embedder(args.embedder))
+    if not args.real_only:
+        generated(args, embedder)
+    if not args.no_real:
+        real(args, embedder if args.embedder == "onnx-int8" else MemoEmbedder(OnnxEmbedder()))
+
+
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="a short smoke run")
     parser.add_argument("--embed-all", action="store_true", help="embed all 10k timing turns")
@@ -267,13 +285,22 @@ def main() -> None:
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--only", default="", help="comma-separated strategies (no write)")
     parser.add_argument("--embed-speed", action="store_true", help="time the embedder only")
-    args = parser.parse_args()
-    if args.embed_speed:
-        print(embed_speed(_embedder(args.embedder)))
-        return
+    arm = parser.add_mutually_exclusive_group()
+    arm.add_argument("--no-real", action="store_true", help="skip the real-conversation arm")
+    arm.add_argument("--real-only", action="store_true", help="run only the real arm")
+    parser.add_argument(
+        "--real-limit", type=int, default=None, metavar="N", help="real arm: N questions per chat"
+    )
+    parser.add_argument(
+        "--real-strategies", default="", metavar="A,B", help="real arm: only these strategies"
+    )
+    return parser
+
+
+def generated(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
+    """The generated-conversation arm: replay, then the 10,000-turn timing."""
     sessions = args.sessions or (50 if args.quick else 300)
     conv = generate(sessions=sessions, seed=7)
-    embedder = MemoEmbedder(_embedder(args.embedder))
     started = time.perf_counter()
     names = [n for n in args.only.split(",") if n] or list(STRATEGIES)
     if args.only:
@@ -290,6 +317,20 @@ def main() -> None:
         return
     large = time_large(1000 if args.quick else 10_000, args.embed_all, embedder.inner)
     report(conv, result, large, embedder, replay_s, args)
+
+
+def real(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
+    """The real-conversation arm; a quick run asks 5 questions per chat unless told."""
+    from memchat.strategies import STRATEGY_NAMES
+
+    names = [n.strip() for n in args.real_strategies.split(",") if n.strip()]
+    unknown = sorted(set(names) - set(STRATEGY_NAMES))
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGY_NAMES)}")
+    limit = args.real_limit or (5 if args.quick else None)
+    result = run_real(limit, names or None, embedder)
+    if result is not None:
+        real_report(result, write=not args.no_write and not args.only)
 
 
 def embed_speed(embedder: Any) -> dict[str, float]:

@@ -1,24 +1,48 @@
 """A deterministic generator of long conversations with facts told early and asked about late.
 
 One conversation of many chat sessions (a day or two apart, minutes between turns). Most turns
-are small talk; some tell a fact. Later a question probes it:
+are small talk; some tell a fact, and later a question probes it. The questions are written so
+that matching words is not enough:
 
-- single:   one fact, one evidence turn (asked with overlapping words or paraphrased);
-- updated:  a fact restated with a new value 1-2 times; only the newest statement is evidence;
-- spread:   a plan told over three turns; all three are evidence;
-- temporal: "when did I ...?"; the evidence turn's date is the answer.
+- paraphrased: by default a question shares no content word with its evidence (Snowball stems,
+  function words aside): fact "today I went skydiving for the first time!", question "When did
+  I jump out of a plane?". A share ``overlap`` of the questions (0.3 by default) uses the variant
+  that shares exactly one word (often a first name: "What name did Omar give the dog?");
+- distractors: most facts come with one or two look-alikes told elsewhere in the conversation,
+  the same kind of fact about another person ("My colleague Omar Costa adopted a puppy called
+  Biscuit.") or the same event on another day ("I failed my driving test today ..."). The
+  question is specific (my own fact, or the person's role or first name), so one turn is right.
 
-Small talk reuses the same names, places and animals, so keyword matches are not enough, and
-every question is asked at least ``min_gap`` turns after its newest evidence, so a recency window
-of a few thousand tokens cannot hold it. Questions are probes: they are not part of the history.
-``generate(sessions=300, seed=7)`` gives ~3,000 turns and ~120 questions; the same seed always
-gives the same conversation.
+The question kinds (``Question.kind``):
+
+- single:     one fact about me, once per conversation ("The doctor confirmed that I am allergic
+  to sesame." -> "Is there any food I have to avoid for health reasons?");
+- distractor: a fact about someone, keyed by their role (asked as a paraphrase: aunt -> "my
+  mum's sister") or first name, with the same fact told about others;
+- updated:    a fact restated with a new value once or twice; only the newest statement is
+  evidence (the question asks the current value), the older ones are distractors;
+- spread:     a plan told over three turns, the later ones only by reference ("It is at the
+  Roundhouse on May 3."); all three are evidence;
+- temporal:   "when did I ...?" about an event told as "today I ..."; the evidence turn's date is
+  the answer, and the event is also told about someone else or tried on another day.
+
+A role used as a question's key is used by no other fact in the conversation, and a first name
+used as a key by no other fact of the same template, so each question has one right answer;
+``generate`` drops the rare question whose fact sentence is not in exactly one turn. Small talk
+reuses the same first names, places and animals, and some of it uses the questions' vocabulary
+(planes, dogs, rent, teeth, weddings). Fact turns sometimes carry a greeting or a closing
+sentence around the fact. Every question is asked at least ``min_gap`` turns after its newest
+evidence, so a recency window of a few thousand tokens cannot hold it. Questions are probes:
+they are not part of the history. ``generate(sessions=300, seed=7)`` gives ~3,000 turns and
+~120 questions; the same seed always gives the same conversation. The templates are
+hand-written, so the conversation is far more repetitive than a real one.
 """
 
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 from memchat.core.messages import Message
 
@@ -43,55 +67,382 @@ COUNTRIES = (
     "Japan Peru Iceland Morocco Vietnam Chile Norway Kenya Mexico Portugal Canada Nepal Greece "
     "Scotland Argentina Croatia Jordan Georgia Mongolia Ireland Brazil Tanzania Finland Laos"
 ).split()
+# the role a fact names -> the words a paraphrased question uses for it ("my {paraphrase}")
+ROLES = {
+    "sister": "sis",
+    "brother": "bro",
+    "aunt": "mum's sister",
+    "uncle": "dad's brother",
+    "cousin": "uncle's kid",
+    "niece": "sibling's daughter",
+    "nephew": "sibling's son",
+    "grandmother": "gran",
+    "grandfather": "grandpa",
+    "colleague": "coworker",
+    "neighbour": "neighbor",
+    "flatmate": "roommate",
+    "boss": "manager",
+    "best friend": "closest pal",
+    "childhood friend": "oldest mate",
+    "mother-in-law": "partner's mum",
+    "father-in-law": "partner's dad",
+    "godmother": "godparent",
+    "mentor": "adviser at work",
+    "classmate": "old study buddy",
+}
 RELATIVES = "sister brother cousin aunt uncle niece nephew grandmother grandfather".split()
-ANIMALS = [("kitten", "cat"), ("puppy", "dog"), ("bunny", "rabbit"), ("parakeet", "bird")]
-PET_NAMES = (
-    "Biscuit Pepper Mochi Ziggy Noodle Olive Pickles Waffles Sprout Juniper Tofu Pixel".split()
-)
-ACTIVITIES = (
-    "pottery salsa fencing climbing cello chess sailing yoga judo sketching welding ceramics "
-    "tango archery rowing calligraphy"
-).split()
-WEEKDAYS = "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split()
-FOODS = ["shellfish", "peanuts", "sesame", "kiwi", "mustard", "celery", "lupin", "buckwheat"]
-COLORS = "red blue green silver black white yellow orange".split()
-CARS = "Volvo Skoda Toyota Mazda Fiat Renault Subaru Kia Peugeot Honda".split()
-TASKS = [
-    "move house",
-    "paint the kitchen",
-    "fix the garden fence",
-    "assemble a wardrobe",
-    "prepare a birthday party",
-    "review a job application",
-    "repair a bicycle",
-]
-EVENTS = [
-    ("ran my first half marathon", "When did I run my first half marathon?"),
-    ("passed my driving test", "When did I pass my driving exam?"),
-    ("got my promotion to team lead", "When was I promoted?"),
-    ("planted the apple tree in the garden", "When did I plant the apple tree?"),
-    ("finished my thesis draft", "When did I finish the draft of my thesis?"),
-    ("broke my wrist skating", "When did I hurt my wrist?"),
-    ("signed the lease for the new studio", "When did I sign the studio lease?"),
-    ("adopted the old piano from my neighbour", "When did I get the piano?"),
-    ("started learning Portuguese", "When did I begin studying Portuguese?"),
-    ("sold my old motorbike", "When did I get rid of the motorbike?"),
-    ("met my favourite author at a book signing", "When did I meet the writer I admire?"),
-    ("got my first tattoo", "When did I get inked for the first time?"),
-    ("won the office chess tournament", "When did I win the chess competition at work?"),
-    ("moved into the flat on the river", "When did I move into my riverside apartment?"),
-    ("baked my first loaf of sourdough", "When did I first make sourdough bread?"),
-    ("saw the northern lights", "When did I see the aurora?"),
-    ("quit smoking", "When did I stop smoking?"),
-    ("joined the choir", "When did I start singing in the choir?"),
-    ("had my wisdom teeth removed", "When did I have dental surgery?"),
-    ("went skydiving for the first time", "When did I jump out of a plane?"),
-]
+ANIMALS = {"kitten": "cat", "puppy": "dog", "bunny": "rabbit", "parakeet": "bird"}
+ITEMS = {
+    "drill": "power tool",
+    "tent": "camping shelter",
+    "ladder": "stepladder",
+    "guitar": "six-string",
+    "projector": "beamer",
+    "suitcase": "travel luggage",
+    "kayak": "paddle boat",
+    "sewing machine": "stitching gadget",
+}
 TOPICS = (
     "weather groceries laundry podcast documentary recipe traffic meeting deadline gym garden "
     "playlist museum concert football series novel coffee bakery train bus budget printer "
     "spreadsheet presentation dentist haircut plumber neighbour festival market sunset beach"
 ).split()
+
+
+def _date(rng: random.Random) -> str:
+    month = rng.choice("January February March April May June July August September".split())
+    return f"{month} {rng.randint(1, 28)}"
+
+
+def _ordinal(rng: random.Random) -> str:
+    day = rng.randint(1, 28)
+    return f"{day}{'th' if 4 <= day <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(day % 10, 'th')}"
+
+
+def _password(rng: random.Random) -> str:
+    words = "purple otter maple comet lantern pebble falcon cobalt".split()
+    return f"{rng.choice(words)}-{rng.choice(words)}-{rng.randint(10, 99)}"
+
+
+Pool = Sequence[str] | Callable[[random.Random], str]
+POOLS: dict[str, Pool] = {
+    "city": CITIES,
+    "weekday": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday".split(),
+    "month": "October November December January February March".split(),
+    "color": "red blue green silver black white yellow orange".split(),
+    "car": "Volvo Skoda Toyota Mazda Fiat Renault Subaru Kia Peugeot Honda".split(),
+    "young": list(ANIMALS),
+    "item": list(ITEMS),
+    "pet": "Biscuit Pepper Mochi Ziggy Noodle Olive Pickles Waffles Sprout Juniper Tofu".split(),
+    "baby": "Ada Lina Maja Ines Clara Sofia Frida Liv Mila Ella Noa Elif Thea Luz".split(),
+    "food": "shellfish peanuts sesame kiwi mustard celery walnuts buckwheat".split(),
+    "lang": "Greek Finnish Polish Dutch Hungarian Turkish Welsh Romanian".split(),
+    "fear": "heights spiders snakes thunderstorms clowns needles crowds moths".split(),
+    "team": "Benfica Celtic Ajax Napoli Galatasaray Feyenoord Rapid Sparta".split(),
+    "goal": ["sailboat", "new camera", "trip to Patagonia", "electric bike", "vintage piano"],
+    "nick": "Sparky Professor Beanpole Rocket Tiny Duckling Whiz Pebbles".split(),
+    "veg": "tomatoes chillies courgettes peas lettuce radishes beans".split(),
+    "instr": "drums bass trumpet violin saxophone keyboard".split(),
+    "book": ["Middlemarch", "Dune", "Stoner", "Pedro Paramo", "The Leopard", "Solaris"],
+    "place": ["salsa night", "train station", "friend's wedding", "climbing gym", "book fair"],
+    "blood": ["O negative", "A positive", "B negative", "AB positive", "O positive"],
+    "hour": "5:30 5:45 6:00 6:15 6:45 7:00".split(),
+    "job": ["nurse", "sound engineer", "data analyst", "pastry chef", "architect", "paramedic"]
+    + ["translator", "tax adviser", "park ranger", "dental hygienist", "copywriter", "pilot"],
+    "company": "Brightwell Norrland Tessaro Quillfield Maplewood Orbis Halvard Kestrel".split(),
+    "task": ["the house move", "painting the kitchen", "fixing the garden fence"]
+    + ["assembling a wardrobe", "a birthday party", "a job application", "repairing a bicycle"],
+    "act": "pottery salsa fencing climbing cello chess sailing yoga judo tango archery".split(),
+    "injury": ["a broken leg", "a bad concussion", "a torn ligament", "a dislocated shoulder"],
+    "street": ["Linden Lane", "Mill Road", "Harbour Street", "Chestnut Avenue", "Quarry Hill"],
+    "band": ["Velvet Harbour", "Northern Static", "The Lantern Club", "Glass Orchard"],
+    "venue": ["Roundhouse", "Old Tram Depot", "Harbour Hall", "Blue Note"],
+    "restaurant": ["Casa Lucia", "The Copper Pot", "Osteria Verde", "Maison Blanche"],
+    "subject": ["bookkeeping", "Italian cooking", "web design", "photography", "woodwork"],
+    "lead": ["Guess what,", "Big news:", "Can't believe it,", "Small milestone:", "Well,"],
+    "when": ["last weekend", "yesterday", "a few days ago", "over the holidays"],
+    "date": _date,
+    "day": _ordinal,
+    "pw": _password,
+    "euros": lambda rng: str(rng.randrange(600, 1800, 25)),
+    "cost": lambda rng: str(rng.randrange(300, 2500, 50)),
+    "bay": lambda rng: str(rng.randint(1, 240)),
+    "nights": lambda rng: str(rng.randint(3, 12)),
+    "km": lambda rng: rng.choice(["5", "10", "15"]),
+    "size": lambda rng: str(rng.randint(36, 46)),
+}
+FRESH = {"pet", "baby", "item", "nick", "book"}  # each value is used once per conversation
+DERIVED: dict[str, tuple[str, Callable[[str], str]]] = {
+    "first": ("name", lambda name: name.split()[0]),
+    "rolep": ("role", ROLES.__getitem__),
+    "kind": ("young", ANIMALS.__getitem__),
+    "itemp": ("item", ITEMS.__getitem__),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """Templates for one question: statements told in order, (paraphrase, one-word) questions."""
+
+    statements: tuple[str, ...]
+    questions: tuple[str, str]
+    distractors: tuple[str, ...] = ()
+    reuse: bool = False  # may be asked again, about another person or item
+    group: str = ""  # families sharing a group share first-name keys
+
+
+def _f(
+    statements: str | tuple[str, ...],
+    q: str,
+    q1: str,
+    *d: str,
+    reuse: bool = False,
+    group: str = "",
+) -> _Family:
+    told = (statements,) if isinstance(statements, str) else statements
+    return _Family(told, (q, q1), d, reuse, group)
+
+
+SINGLE = [
+    _f("We adopted a {young} and named it {pet}.", "What is our new {kind} called?",
+       "What is our {young} called?", "My {role2} {name2} adopted a {young} called {pet2}."),
+    _f("The doctor confirmed that I am allergic to {food}.",
+       "Is there any food I have to avoid for health reasons?", "What am I allergic to?",
+       "{name2} is allergic to {food2}, so I cook without it when {first2} visits."),
+    _f("My birthday is on {date}.", "On which day do I turn a year older?",
+       "When is my birthday?", "{first2}'s birthday is on {date2}, I still need a present."),
+    _f("I was born in a little village outside {city}.", "Where do I originally come from?",
+       "Which village am I from?", "{name2} was born in {city2} and never left."),
+    _f("I grew up speaking {lang} at home.", "What was my mother tongue as a child?",
+       "Which language was spoken in my childhood home?", "{name2} grew up speaking {lang2}."),
+    _f("I have been terrified of {fear} since I was a kid.", "What scares me more than anything?",
+       "What am I terrified of?", "{first2} is scared of {fear2}, which is funny for an adult."),
+    _f("I take my coffee with oat milk and no sugar.", "How do I like my morning brew?",
+       "How do I like my coffee?", "{first2} drinks coffee black with two sugars."),
+    _f("I support {team} and never miss a match.", "Which club do I cheer for?",
+       "Which club do I support?", "{first2} is a die-hard {team2} fan."),
+    _f("I cycle to work along the canal every morning.", "How do I get to the office?",
+       "How do I get to work?", "{first2} takes the train to work every morning."),
+    _f("I'm saving up for a {goal}.", "What am I putting money aside to buy?",
+       "What am I saving for?", "{first2} is saving up for a {goal2}."),
+    _f("At school everyone called me {nick}.", "What was my nickname as a kid?",
+       "What was my school nickname?", "{first2}'s nickname at school was {nick2}."),
+    _f("I stopped eating meat three years ago.", "Do I follow any special diet?",
+       "Which food do I not eat?", "{first2} went vegan last month and keeps talking about it."),
+    _f("I wear size {size} shoes.", "How big are my feet in EU numbers?", "What shoes fit me?",
+       "{first2} wears size {size2} and always struggles to find boots."),
+    _f("This year I am growing {veg} on the balcony.", "What vegetables am I cultivating?",
+       "What is on my balcony?", "{first2} grows {veg2} in the allotment."),
+    _f("I played the {instr} in a band as a teenager.", "What music did I make when I was young?",
+       "Which instrument did I play?", "{first2} played the {instr2} in the school orchestra."),
+    _f("My favourite novel is {book}, I reread it every summer.",
+       "Which book do I keep going back to?", "What is my favourite book?",
+       "{first2} says the best novel ever written is {book2}."),
+    _f("My partner {name} and I met at a {place}.", "Where did I first get to know my other half?",
+       "Where did I meet my partner?", "{name2} and {name3} met at a {place2}."),
+    _f("My favourite colour has always been {color}.", "Which shade do I like best?",
+       "What colour do I like best?", "{first2}'s favourite colour is {color2}."),
+    _f("I'm an early riser, up at {hour} every day.", "What time does my alarm go off?",
+       "When am I up?", "{first2} sleeps until {hour2} on weekdays."),
+    _f("My blood type is {blood}.", "Which group am I for transfusions?",
+       "What is my blood group?", "{first2} has blood type {blood2}, the rare one."),
+]  # fmt: skip
+
+DISTRACTOR = [
+    _f("My {role} {name} adopted a {young} called {pet}.",
+       "What did my {rolep} name the new {kind}?", "What name did {first} give the {kind}?",
+       "My {role2} {name2} adopted a {young} called {pet2}.",
+       "We nearly adopted a {young} called {pet3}, but the shelter gave it to another family."),
+    _f("My {role} {name} just had a baby girl called {baby}.",
+       "What is my {rolep}'s newborn daughter's name?", "What is the name of {first}'s daughter?",
+       "My {role2} {name2} just had a baby boy called {baby2}.",
+       "{first} keeps sending me photos of the nursery."),
+    _f("My {role} {name} started a new job as a {job}.",
+       "What does my {rolep} do for a living now?", "What does {first} do for a living now?",
+       "My {role2} {name2} started a new job as a {job2}.",
+       "{first} used to work as a {job3} but hated it."),
+    _f("My {role} {name} is getting married in {city} on {date}.",
+       "Where is my {rolep}'s wedding taking place?", "Where is {first}'s wedding?",
+       "My {role2} {name2} is getting married in {city2} on {date2}."),
+    _f("My {role} {name} is allergic to {food}.", "What must my {rolep} never eat?",
+       "What must {first} never eat?", "My {role2} {name2} is allergic to {food2}.",
+       "{first} loves {food3} more than anything."),
+    _f("My {role} {name} bought a house in {city}.", "Where did my {rolep} purchase a home?",
+       "Where did {first} purchase a home?", "My {role2} {name2} bought a house in {city2}.",
+       "{first} rented a flat in {city3} for years.", group="place"),
+    _f("I promised my {role} {name} that I would help with {task} on {date}.",
+       "What did I agree to do for my {rolep}?", "What did I agree to do for {first}?",
+       "I promised my {role2} {name2} that I would help with {task2} on {date2}."),
+    _f("I lent {name} my {item}.", "Who has my {itemp} at the moment?", "Who borrowed my {item}?",
+       "I lent {name2} my {item2}.", "{name3} lent me a {item} once, ages ago."),
+    _f("My {role} {name} is in hospital with {injury}.", "What injury does my {rolep} have?",
+       "What injury does {first} have?", "My {role2} {name2} is in hospital with {injury2}."),
+]  # fmt: skip
+DISTRACTOR = [replace(f, reuse=True) for f in DISTRACTOR]
+
+UPDATED = [
+    _f(("My {role} {name} just moved to {city} for a new job.",
+        "{first}, my {role}, moved again and now lives in {city2}.",
+        "Update on {first}: another move, this time to {city3}."),
+       "Where is my {rolep} based these days?", "Which city is {first} in these days?",
+       reuse=True, group="place"),
+    _f(("I finally bought a car, a {color} {car}.",
+        "I sold the old car and got a {color2} {car2} instead.",
+        "Traded in again, and now I have a {color3} {car3}."),
+       "What am I driving at the moment?", "Which car do I own right now?"),
+    _f(("The new wifi password is {pw}.", "I changed the wifi password, it is {pw2} now.",
+        "Wifi password changed once more: {pw3}."),
+       "What is the code to get online at home?", "What is the current wifi code?"),
+    _f(("My dentist appointment is on {date}.", "The dentist moved my appointment to {date2}.",
+        "Rescheduled the dentist once more, it is on {date3} now."),
+       "When do I need to get my teeth checked?", "When do I see the dentist?"),
+    _f(("Our rent is {euros} euros a month.",
+        "The landlord raised the rent, we pay {euros2} euros now.",
+        "Rent went up again, to {euros3} euros."),
+       "How much does our flat cost us each month?", "What is our rent at the moment?"),
+    _f(("I started a new job as a {job} at {company}.",
+        "I switched jobs: I am now a {job2} at {company2}.",
+        "New role again, {job3} at {company3} this time."),
+       "Where am I employed at the moment?", "What is my job these days?"),
+    _f(("My {act} class is on {weekday} evenings.", "The {act} class moved to {weekday2} evenings.",
+        "They moved {act} again, it is on {weekday3} evenings now."),
+       "Which night of the week do I have my hobby lesson?", "Which night do I do {act}?"),
+    _f(("My parking space at work is number {bay}.",
+        "They reassigned parking, my space is number {bay2} now."),
+       "Which bay do I use in the company garage?", "Which parking bay is mine?"),
+]  # fmt: skip
+
+SPREAD = [
+    _f(("I finally booked my summer holiday.",
+        "The flight leaves on {weekday} the {day}, early in the morning.",
+        "The destination is {city}, a first for me."),
+       "Where am I going on vacation, and what day do I depart?", "Where is my summer trip to?",
+       "{name2} is flying to {city2} on {weekday2}.",
+       "Last year's holiday in {city3} was a washout."),
+    _f(("I got two tickets for the {band} concert.", "It is at the {venue} on {date}.",
+        "{name} is coming with me."),
+       "Which show am I attending, where, and with whom?", "Who is joining me at the concert?",
+       "{name2} saw {band} live last year and loved it."),
+    _f(("I reserved a table for our anniversary.",
+        "It is at {restaurant}, the place by the harbour.",
+        "We are going at eight o'clock on {date}."),
+       "Where and when are we celebrating being together another year?",
+       "Where is our anniversary dinner?",
+       "{first2} celebrated an anniversary at {restaurant2} last month."),
+    _f(("I have an interview for a {job} position.", "It is at the {company} office in {city}.",
+        "They want me there on {date} at ten."),
+       "Which employer is seeing me, and when?", "When is my interview?",
+       "{first2} has an interview at {company2} next week."),
+    _f(("We found a new apartment.", "It is on {street}, third floor, with a balcony.",
+        "The movers come on {date}."),
+       "What is our next address, and when do we relocate?", "When are the movers booked?",
+       "{first2} moved to {street2} last year."),
+    _f(("I enrolled in an evening class.", "It is a {subject} course at the community college.",
+        "The first session is on {date}."),
+       "What am I studying after work, and from when?", "What subject is my class?",
+       "{first2} teaches a {subject2} course on weekends."),
+    _f(("The mechanic called about the car.",
+        "The gearbox needs replacing, it will cost {cost} euros.",
+        "I can pick it up on {weekday}."),
+       "What is wrong with my vehicle, what is the price of the fix, and when is it ready?",
+       "What did the mechanic say?", "{first2}'s car needed new brakes, {cost2} euros."),
+    _f(("The hospital gave me a date for the knee operation.", "The slot they offered is {date}.",
+        "Afterwards I will need crutches for six weeks."),
+       "When is my joint surgery, and how long will I be on walking aids?",
+       "When is my knee surgery?", "My {role2} {name2} had a hip operation on {date2}."),
+    _f(("My parents are coming to stay.", "They arrive on {date}.",
+        "They will be here for {nights} nights."),
+       "When will mum and dad visit, and for how long?", "When do my parents land?",
+       "{first2}'s parents are visiting in {month}."),
+    _f(("I signed up for a charity run.", "It is {km} kilometres along the coast.",
+        "Race day is {date}."),
+       "How far is the fundraising event I am taking part in, and when?",
+       "When is the charity event?",
+       "{first2} is running {km2} kilometres for charity in {month}."),
+]  # fmt: skip
+
+# (what I did, the same told of someone else, paraphrased question, one-word question,
+#  the same event on another day or "")
+EVENTS = [
+    ("went skydiving for the first time", "went skydiving for the first time",
+     "When did I jump out of a plane?", "When did I go skydiving?",
+     "The skydiving jump I booked got cancelled today because of the wind."),
+    ("ran my first half marathon", "ran a first half marathon",
+     "When did I complete a 21 km race?", "When did I run a marathon?",
+     "I signed up for a half marathon in the autumn, training starts now."),
+    ("passed my driving test", "passed the driving test",
+     "When did I get my licence to be behind the wheel?", "When did I get my driving licence?",
+     "I failed my driving test today, the examiner was strict."),
+    ("got promoted to team lead", "got promoted to team lead",
+     "When did I move up to managing people at work?", "When was my promotion?",
+     "The promotion round was postponed today, so no team lead title yet."),
+    ("planted an apple tree in the garden", "planted an apple tree in the garden",
+     "When did I put a fruit sapling in the ground at home?", "When did the apple sapling go in?",
+     ""),
+    ("broke my wrist skating", "broke a wrist skating",
+     "When did I fracture a bone on the ice?", "When did I hurt my wrist?", ""),
+    ("signed the lease for the new studio", "signed a lease on a studio",
+     "When did I commit to renting that workspace?", "When did I get the studio?", ""),
+    ("finished my thesis draft", "finished a thesis draft",
+     "When did I complete a first version of my dissertation?", "When was the thesis written up?",
+     "My supervisor sent the thesis draft back today, covered in red ink."),
+    ("got my first tattoo", "got a first tattoo", "When did I get inked?",
+     "When did I get the tattoo?", ""),
+    ("saw the northern lights", "saw the northern lights", "When did I witness the aurora?",
+     "When did I see the lights in the sky?",
+     "We drove out of town hoping for the northern lights, but it was cloudy."),
+    ("quit smoking", "quit smoking", "When did I give up cigarettes?", "When did I stop smoking?",
+     "I tried to quit smoking today and lasted until lunch."),
+    ("joined the choir", "joined a choir", "When did I start singing with a group?",
+     "When did the choir start for me?", ""),
+    ("had my wisdom teeth removed", "had wisdom teeth removed", "When did I have dental surgery?",
+     "When did I have the teeth operation?", ""),
+    ("baked my first loaf of sourdough", "baked a first sourdough loaf",
+     "When did I make bread with a starter?", "When did I make sourdough?", ""),
+    ("met my favourite author at a book signing", "met a favourite author at a signing",
+     "When did I shake hands with the novelist I admire?", "When did I meet the author?", ""),
+    ("sold my old motorbike", "sold an old motorbike", "When did I get rid of the two-wheeler?",
+     "When did the motorbike go?",
+     "A guy came to look at my old motorbike today but did not buy it."),
+    ("won the office chess tournament", "won the office chess tournament",
+     "When did I come top in the board game contest at work?", "When did I win at chess?",
+     "I was knocked out of the office chess tournament in the first round today."),
+    ("moved into the flat by the river", "moved into a flat by the river",
+     "When did I relocate to the apartment near the water?", "Since when do I live by the river?",
+     ""),
+    ("started learning Portuguese", "started learning Portuguese",
+     "When did I begin lessons in the language of Brazil?", "Since when do I study Portuguese?",
+     ""),
+    ("gave a talk at a conference", "gave a talk at a conference",
+     "When did I present on stage in front of an audience?",
+     "When was my conference presentation?", "My conference talk got rejected today."),
+    ("got engaged", "got engaged", "When did I say yes to marrying my partner?",
+     "When did I get engaged?", ""),
+    ("got my braces off", "got braces off", "When did the metal come off my teeth?",
+     "When were my braces removed?", ""),
+    ("donated blood for the first time", "donated blood",
+     "When did I become a donor at the transfusion centre?", "When did I give blood?", ""),
+    ("learned to swim properly", "learned to swim", "When did I get comfortable in deep water?",
+     "When did I master swimming?", ""),
+    ("visited the Alhambra", "visited the Alhambra", "When did I tour the Moorish palace?",
+     "When did I see the Alhambra?", ""),
+]  # fmt: skip
+TEMPORAL = [
+    _f(f"{{lead}} today I {mine}!", q, q1, f"My {{role2}} {{name2}} {theirs} {{when}}.",
+       *([own] if own else []))
+    for mine, theirs, q, q1, own in EVENTS
+]  # fmt: skip
+
+FAMILIES = {
+    "single": SINGLE,
+    "distractor": DISTRACTOR,
+    "updated": UPDATED,
+    "spread": SPREAD,
+    "temporal": TEMPORAL,
+}
+WEIGHTS = {"single": 25, "distractor": 22, "updated": 18, "spread": 12, "temporal": 23}
+GAPS = {"spread": (5, 40), "updated": (40, 300)}  # turns between a family's statements
+
 SMALL_TALK = [
     "The {t} today was a bit of a mess, but I managed somehow.",
     "I spent the morning on the {t} and then had lunch with {n}.",
@@ -109,6 +460,34 @@ SMALL_TALK = [
     "I'm tired, the {t} took way longer than planned.",
     "Remind me why people like {t} so much? I don't get it.",
 ]
+TOPICAL = [  # small talk in the questions' vocabulary
+    "A plane flew so low over the {t} today that {n} and I stopped to stare.",
+    "{n} showed me photos of a new {a}, everyone seems to be getting pets.",
+    "My teeth felt sensitive after the coffee this morning, is that normal?",
+    "{n} says the coffee machine at the office is broken again.",
+    "{n} asked what I do for a living and I gave a very long answer.",
+    "{n} cheers for a club I had never heard of.",
+    "{n} wants a vacation in {c} but cannot find cheap flights.",
+    "We talked about weddings at lunch, {n} thinks they are far too expensive.",
+    "The train to {c} was delayed again, so I was late for the {t}.",
+    "There was a newborn at the {t} today, so tiny.",
+    "{n} wants to learn the language they speak in {c}.",
+    "Finding a parking bay near the {t} was impossible today.",
+    "The internet at home was down for an hour this morning.",
+    "My feet hurt after the long walk to the {t}.",
+    "{n} keeps sending me music from when we were young.",
+    "How much does a flat in {c} cost per month, roughly?",
+    "I dreamt I was on stage in front of an audience, very strange.",
+    "{n} asked which night of the week works for dinner.",
+    "Do you know a good recipe for bread? {n} asked me and I had no idea.",
+    "My {r} wants to know what I would like as a present this year.",
+    "{n} got a new job in {c}, or so I heard.",
+    "{n} said the weather in {c} is perfect for a holiday right now.",
+    "What is a good gift for someone who just moved house?",
+    "Someone at the {t} was talking about skydiving, no thank you.",
+    "{n} is thinking about getting a tattoo, I said to wait a week.",
+    "A friend of {n}'s is training for a race, I get tired just hearing about it.",
+]
 REPLIES = [
     "That sounds like quite a day. Taking short breaks can make these things easier.",
     "Nice! Small routines like that add up over time.",
@@ -121,6 +500,8 @@ REPLIES = [
     "Understandable. Maybe something lighter this evening would help you recharge.",
     "Noted. If it keeps happening, a short checklist might help.",
 ]
+LEADS = ["Hi again.", "Morning!", "Quick update.", "Oh, one more thing.", "Long day here.", "So."]
+TAILS = ["Anyway, how is your day going?", "Just wanted to tell someone.", "Crazy, right?"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,103 +543,132 @@ class _Plan:
     statements: list[str]  # told in this order, at increasing turns
     question: str
     evidence: list[int]  # which statements are evidence (indexes into statements)
+    distractors: list[str]  # told anywhere before the question
 
 
-def _person(rng: random.Random, used: set[str]) -> str:
-    """A full name no other fact uses (small talk shares the first names)."""
-    return _fresh(rng, [f"{f} {s}" for f in NAMES for s in SURNAMES], used)
+class _Exhausted(Exception):
+    """A pool whose values are used once per conversation has none left."""
 
 
-def _single(rng: random.Random, used: set[str]) -> _Plan:
-    name = _person(rng, used)
-    pick = rng.randrange(5)
-    if pick == 0:
-        rel, city = rng.choice(RELATIVES), rng.choice(CITIES)
-        s = f"My {rel} {name} just moved to {city} for a new job."
-        q = rng.choice(
-            [f"Which city does my {rel} {name} live in?", f"Where is {name} based these days?"]
-        )
-    elif pick == 1 and (animal := _once(rng, ANIMALS, used)) is not None:
-        young, kind = animal
-        pet = _fresh(rng, PET_NAMES, used)
-        s = f"Big news: we adopted a {young} yesterday and named it {pet}."
-        q = f"What is the name of our {kind}?"
-    elif pick == 2:
-        act, day = _fresh(rng, ACTIVITIES, used), rng.choice(WEEKDAYS)
-        s = f"I signed up for {act} lessons, every {day} evening from now on."
-        q = rng.choice(
-            [f"On which day is my {act} class?", f"When during the week do I practise {act}?"]
-        )
-    elif pick == 3 and _once(rng, [("allergy",)], used):
-        food = rng.choice(FOODS)
-        s = f"The doctor confirmed that I am allergic to {food}, so no more of that for me."
-        q = "Is there any food I have to avoid for health reasons?"
-    else:
-        task, day = rng.choice(TASKS), _date(rng)
-        s = f"I promised {name} that I would help {name} {task} on {day}."
-        q = f"What did I agree to do for {name}?"
-    return _Plan("single", [s], q, [0])
+class _Values(dict[str, str]):
+    """One plan's template values, drawn on first use and distinct within the plan.
 
+    ``name``/``role`` without a suffix is the question's key when ``key`` says so: a key role is
+    used by no other fact of the conversation, a key first name by no other fact of the group.
+    """
 
-def _updated(rng: random.Random, used: set[str]) -> _Plan:
-    name, rel = _person(rng, used), rng.choice(RELATIVES)
-    if rng.random() < 0.6 or _once(rng, [("car",)], used) is None:
-        cities = rng.sample(CITIES, 3)
-        states = [f"My {rel} {name} just moved to {cities[0]} for a new job."]
-        states += [f"Update on {name}: moved again, now living in {c}." for c in cities[1:]]
-        q = f"Where does my {rel} {name} live now?"
-    else:
-        color, car = rng.choice(COLORS), rng.sample(CARS, 3)
-        states = [f"I finally bought a car, a {color} {car[0]}."]
-        states += [
-            f"I sold the old car and got a {rng.choice(COLORS)} {c} instead." for c in car[1:]
+    def __init__(self, rng: random.Random, used: set[str], group: str, key: str = "") -> None:
+        super().__init__()
+        self.rng, self.used, self.group, self.key = rng, used, group, key
+
+    def __missing__(self, key: str) -> str:
+        base = key.rstrip("0123456789")
+        suffix = key[len(base) :]
+        if base in DERIVED:
+            source, derive = DERIVED[base]
+            value = derive(self[source + suffix])
+        elif base == "role":
+            value = self._role(self.key == "role" and not suffix)
+        elif base == "name":
+            value = self._name(self.key == "name" and not suffix)
+        else:
+            value = self._pick(base, POOLS[base])
+        self[key] = value
+        return value
+
+    def _taken(self, base: str) -> set[str]:
+        return {v for k, v in self.items() if k.rstrip("0123456789") == base}
+
+    def _pick(self, base: str, pool: Pool) -> str:
+        if callable(pool):
+            return pool(self.rng)
+        free = [x for x in pool if x not in self._taken(base)]
+        if base in FRESH:
+            free = [x for x in free if f"{base}={x}" not in self.used]
+            if not free:
+                raise _Exhausted(base)
+        pick = self.rng.choice(free)
+        if base in FRESH:
+            self.used.add(f"{base}={pick}")
+        return pick
+
+    def _role(self, key: bool) -> str:
+        taken = self._taken("role")
+        if key:
+            free = [r for r in ROLES if f"role:{r}" not in self.used]
+            if len(free) < 6:  # keep a few roles for the other facts
+                raise _Exhausted("role")
+            pick = self.rng.choice(free)
+            self.used.add(f"role!{pick}")
+        else:
+            free = [r for r in ROLES if f"role!{r}" not in self.used and r not in taken]
+            pick = self.rng.choice(free)
+        self.used.add(f"role:{pick}")
+        return pick
+
+    def _name(self, key: bool) -> str:
+        firsts = {v.split()[0] for v in self._taken("name")}
+        mark, reserved = f"{self.group}:", f"{self.group}!"
+        free = [
+            f
+            for f in NAMES
+            if f not in firsts
+            and reserved + f not in self.used
+            and not (key and mark + f in self.used)
         ]
-        q = "What car do I drive at the moment?"
-    n = rng.choice([2, 3])
-    return _Plan("updated", states[:n], q, [n - 1])
+        first = self.rng.choice(free)
+        if key:
+            self.used.add(reserved + first)
+        self.used.add(mark + first)
+        surnames = [s for s in SURNAMES if f"{first} {s}" not in self.used] or SURNAMES
+        full = f"{first} {self.rng.choice(surnames)}"
+        self.used.add(full)
+        return full
 
 
-def _spread(rng: random.Random, used: set[str]) -> _Plan:
-    country, friend = _fresh(rng, COUNTRIES, used), _person(rng, used)
-    states = [
-        f"I've decided: my big holiday this year will be in {country}.",
-        f"For the {country} holiday I booked the flights, departing on {_date(rng)}.",
-        f"{friend} will come along on the {country} holiday, which makes me happy.",
-    ]
-    q = f"Remind me of my {country} holiday plans: when do I leave and who is coming?"
-    return _Plan("spread", states, q, [0, 1, 2])
-
-
-def _temporal(rng: random.Random, used: set[str]) -> _Plan:
-    pick = _once(rng, EVENTS, used)
-    if pick is None:
-        return _single(rng, used)
-    event, q = pick
-    return _Plan("temporal", [f"Guess what, today I {event}!"], q, [0])
-
-
-def _once(
-    rng: random.Random, pool: list[tuple[str, ...]], used: set[str]
-) -> tuple[str, ...] | None:
-    """A pool entry not used before (its first item marks it used), or None."""
-    free = [x for x in pool if x[0] not in used]
+def _plan(rng: random.Random, used: set[str], kind: str, overlap: float) -> _Plan | None:
+    """A question of this kind from a family not used yet (or a reusable one), or None."""
+    families = FAMILIES[kind]
+    free = [i for i, f in enumerate(families) if f.reuse or f"{kind}{i}" not in used]
     if not free:
         return None
-    pick = rng.choice(free)
-    used.add(pick[0])
-    return pick
+    i = rng.choice(free)
+    variant = int(rng.random() < overlap)
+    plan = _build(rng, used, kind, i, variant)
+    if plan is None and variant == 0 and "{rolep}" in families[i].questions[0]:
+        plan = _build(rng, used, kind, i, 1)  # every role is some question's key: ask by name
+    return plan
 
 
-def _fresh(rng: random.Random, pool: tuple[str, ...] | list[str], used: set[str]) -> str:
-    free = [x for x in pool if x not in used] or list(pool)
-    pick = rng.choice(free)
-    used.add(pick)
-    return pick
+def _build(rng: random.Random, used: set[str], kind: str, i: int, variant: int) -> _Plan | None:
+    """Fill family ``i``'s templates; None (and ``used`` untouched) if a pool ran out."""
+    fam = FAMILIES[kind][i]
+    question = fam.questions[variant]
+    key = "role" if "{rolep}" in question else "name" if "{first}" in question else ""
+    before = set(used)
+    values = _Values(rng, used, fam.group or f"{kind}{i}", key)
+    told = fam.statements
+    if kind == "updated" and len(told) > 2:
+        told = told[: rng.choice((2, 3))]
+    try:
+        if key == "role":
+            _ = values["role"]  # reserve the key role before other roles are drawn
+        statements = [s.format_map(values) for s in told]
+        text = question.format_map(values)
+        distractors = [d.format_map(values) for d in fam.distractors]
+    except _Exhausted:
+        used.intersection_update(before)
+        return None
+    used.add(f"{kind}{i}")
+    evidence = [len(statements) - 1] if kind == "updated" else list(range(len(statements)))
+    return _Plan(kind, statements, text, evidence, distractors)
 
 
-def _date(rng: random.Random) -> str:
-    month = rng.choice("January February March April May June July August September".split())
-    return f"{month} {rng.randint(1, 28)}"
+def _wrap(rng: random.Random, fact: str) -> str:
+    """The user turn telling a fact: sometimes with a greeting before or a closing after it."""
+    lead = f"{rng.choice(LEADS)} " if rng.random() < 0.4 else ""
+    tail = f" {rng.choice(TAILS)}" if rng.random() < 0.3 else ""
+    return lead + fact + tail
 
 
 def _reply(rng: random.Random, user: str) -> str:
@@ -269,13 +679,14 @@ def _reply(rng: random.Random, user: str) -> str:
 
 
 def _small_talk(rng: random.Random) -> str:
-    return rng.choice(SMALL_TALK).format(
+    template = rng.choice(TOPICAL if rng.random() < 0.35 else SMALL_TALK)
+    return template.format(
         t=rng.choice(TOPICS),
         n=rng.choice(NAMES),
         c=rng.choice(CITIES + COUNTRIES),
         k=rng.randint(2, 12000),
         r=rng.choice(RELATIVES),
-        a=rng.choice(ANIMALS)[rng.randint(0, 1)],
+        a=rng.choice(list(ANIMALS.values()) + list(ANIMALS)),
     )
 
 
@@ -292,40 +703,80 @@ def _timestamps(rng: random.Random, sessions: int) -> list[float]:
 
 
 def generate(
-    sessions: int = 300, seed: int = 7, *, per_turns: int = 25, min_gap: int = 120
+    sessions: int = 300,
+    seed: int = 7,
+    *,
+    per_turns: int = 25,
+    min_gap: int = 120,
+    overlap: float = 0.3,
 ) -> LongConversation:
-    """A conversation of ``sessions`` sessions, one question per ``per_turns`` turns."""
+    """A conversation of ``sessions`` sessions, one question per ``per_turns`` turns.
+
+    ``overlap`` is the share of questions asked with the variant that shares one word with
+    the fact (the others share none).
+    """
     rng = random.Random(seed)
     stamps = _timestamps(rng, sessions)
     n = len(stamps)
     users: list[str | None] = [None] * n
     used: set[str] = set()
-    makers = [_single] * 8 + [_updated] * 5 + [_spread] * 3 + [_temporal] * 4
+    kinds, weights = list(WEIGHTS), list(WEIGHTS.values())
     questions: list[Question] = []
     for _ in range(n // per_turns):
-        plan = rng.choice(makers)(rng, used)
-        slots = _place(rng, users, len(plan.statements), n - min_gap)
+        kind = rng.choices(kinds, weights)[0]
+        plan = _plan(rng, used, kind, overlap) or _plan(rng, used, "distractor", overlap)
+        if plan is None:
+            continue
+        slots = _place(rng, users, len(plan.statements), n - min_gap, GAPS.get(plan.kind))
         if slots is None:
             continue
         for slot, text in zip(slots, plan.statements, strict=True):
-            users[slot] = text
+            users[slot] = _wrap(rng, text)
         evidence = tuple(slots[i] for i in plan.evidence)
-        after = rng.randint(max(evidence) + min_gap, n)
+        after = rng.randint(max(slots) + min_gap, n)
+        for text in plan.distractors:
+            if (slot := _free(rng, users, after - 1)) is not None:
+                users[slot] = _wrap(rng, text)
         facts = tuple(plan.statements[i] for i in plan.evidence)
         questions.append(Question(after, plan.question, plan.kind, evidence, facts))
     turns = [
         Turn(text, _reply(rng, text), at)
         for text, at in zip((u or _small_talk(rng) for u in users), stamps, strict=True)
     ]
+    told = "\n".join(t.user for t in turns)
+    questions = [q for q in questions if _answerable(q, turns, told)]
     questions.sort(key=lambda q: q.after)
     return LongConversation(turns, questions, seed)
 
 
-def _place(rng: random.Random, users: list[str | None], k: int, end: int) -> list[int] | None:
-    """k free turn slots, in order, spread over the conversation before ``end``."""
+def _answerable(q: Question, turns: list[Turn], told: str) -> bool:
+    """Each fact sentence is in its evidence turn and in no other turn (``told`` joins them)."""
+    pairs = zip(q.facts, q.evidence, strict=True)
+    return all(told.count(f) == 1 and f in turns[e].user for f, e in pairs)
+
+
+def _place(
+    rng: random.Random,
+    users: list[str | None],
+    k: int,
+    end: int,
+    gaps: tuple[int, int] | None,
+) -> list[int] | None:
+    """k free turn slots, in order, ``gaps`` apart, before ``end``."""
+    lo, hi = gaps or (0, 0)
     for _ in range(50):
-        first = rng.randrange(0, max(1, end - 40 * k))
-        slots = [first + j * rng.randint(5, 40) for j in range(k)]
+        slots = [rng.randrange(0, max(1, end - hi * (k - 1)))]
+        for _ in range(k - 1):
+            slots.append(slots[-1] + rng.randint(lo, hi))
         if slots[-1] < end and all(users[s] is None for s in slots):
-            return sorted(slots)
+            return slots
+    return None
+
+
+def _free(rng: random.Random, users: list[str | None], end: int) -> int | None:
+    """A random free turn slot before ``end``, or None."""
+    for _ in range(30):
+        slot = rng.randrange(0, max(1, end))
+        if users[slot] is None:
+            return slot
     return None

@@ -127,8 +127,9 @@ def test_hybrid_index_stores_vectors_and_reuses_them() -> None:
     index = ConversationIndex("hybrid", embedder=first)  # type: ignore[arg-type]
     index.attach(store, conv.id)
     index.sync(rounds)
-    assert first.texts == len(DOCS)
-    assert len(store.get_vectors(conv.id, index.vector_model)) == len(DOCS)
+    messages = 2 * len(DOCS)
+    assert first.texts == 2 * messages  # each message alone and with the one before it
+    assert len(store.get_vectors(conv.id, index.vector_model)) == messages
     assert index.search("what is the cat called?", 2)[0][0] == rounds[1][0].id
     second = Counting()
     resumed = ConversationIndex("hybrid", embedder=second)  # type: ignore[arg-type]

@@ -9,6 +9,7 @@ The session keeps the index in sync and writes the summary with its ``summarize`
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from .core.memory import CacheAware, MemoryStrategy
@@ -16,13 +17,13 @@ from .core.memory.recall import RecallMemory
 from .core.memory.summary import SummaryMemory
 
 __all__ = [
-    "MEMORY_STRATEGIES",
+    "LOCAL_RECALL",
     "hybrid_strategy",
     "recall_strategy",
     "summary_strategy",
 ]
 
-MEMORY_STRATEGIES = ("summary", "recall", "recall-bm25", "recall-embed", "hybrid")
+LOCAL_RECALL = 1024  # tokens of recall block on the embedded model: ~4-8 s to read on 2 cores
 
 
 def _window(high: float = 1.0, low: float = 0.6) -> MemoryStrategy:
@@ -39,16 +40,26 @@ def summary_strategy(
 def recall_strategy(
     *,
     retrieval: str = "hybrid",
-    recall_share: float = 0.3,
-    recall_k: int = 10,
+    recall_share: float = 0.8,
+    recall_k: int = 200,
     embedder: Any = None,
     **options: Any,
 ) -> RecallMemory:
-    """The cache-aware window plus old rounds recalled for each new message."""
+    """A small cache-aware recent window; old messages recalled for each new one fill the rest."""
     from .retrieval import ConversationIndex  # numpy & co. load only when recall is used
 
     index = ConversationIndex(retrieval, embedder=embedder)
     return RecallMemory(index, _window(**_cache_options(options)), recall_share, recall_k)
+
+
+def recall_local_strategy(**options: Any) -> RecallMemory:
+    """Recall sized for the embedded model, whose CPU reads every recalled token each turn.
+
+    Only a message that asks something recalls, and the block holds at most ``LOCAL_RECALL``
+    tokens; small talk reads just the new message, as with the cache-aware window.
+    """
+    made = recall_strategy(**options)
+    return replace(made, name="recall-local", most=LOCAL_RECALL, asked_only=True)
 
 
 def recall_bm25_strategy(**options: Any) -> RecallMemory:
@@ -64,9 +75,9 @@ def recall_embed_strategy(**options: Any) -> RecallMemory:
 def hybrid_strategy(
     *,
     retrieval: str = "hybrid",
-    recall_share: float = 0.3,
-    recall_k: int = 10,
-    summary_share: float = 0.2,
+    recall_share: float = 0.6,
+    recall_k: int = 200,
+    summary_share: float = 0.3,
     summary_trigger: float = 0.2,
     embedder: Any = None,
     **options: Any,

@@ -181,9 +181,17 @@ def counting_backend(settings: Settings) -> Any:
     return CountingBackend(name, max(LOCAL_CONTEXT, settings.budget or 0), counter)
 
 
-def default_reserve(window: int) -> int:
-    """Tokens kept free for the reply when no reserve is set: a quarter, at most 1,024."""
-    return min(1024, window // 4)
+def default_reserve(window: int, context_window: int | None = None) -> int:
+    """Tokens kept free for the reply when no reserve is set.
+
+    A quarter of the budget, at most 1,024, less what the model's context window holds beyond
+    the budget: a 1,000-token budget on a 128k-token model needs no reserve (the reply fits
+    after the prompt), so the whole budget goes to the prompt. An unknown window keeps it all.
+    """
+    want = min(1024, window // 4)
+    if context_window:
+        want = max(0, want - (context_window - window))
+    return want
 
 
 def _budget(settings: Settings, context_window: int | None) -> Budget:
@@ -193,7 +201,9 @@ def _budget(settings: Settings, context_window: int | None) -> Budget:
             f"budget {settings.budget} (from {settings.source('budget')}) is larger than the "
             f"model's context window ({context_window} tokens)"
         )
-    reserve = settings.reserve if settings.reserve is not None else default_reserve(window)
+    reserve = settings.reserve
+    if reserve is None:
+        reserve = default_reserve(window, context_window)
     try:
         return Budget(window, reserve)
     except UsageError as exc:

@@ -59,6 +59,7 @@ STRATEGIES: dict[str, StrategyFactory] = {
     "cache": _cache,
     "summary": lazy("memchat.memory_wiring:summary_strategy"),
     "recall": lazy("memchat.memory_wiring:recall_strategy"),
+    "recall-local": lazy("memchat.memory_wiring:recall_local_strategy"),
     "recall-bm25": lazy("memchat.memory_wiring:recall_bm25_strategy"),
     "recall-embed": lazy("memchat.memory_wiring:recall_embed_strategy"),
     "hybrid": lazy("memchat.memory_wiring:hybrid_strategy"),
@@ -73,17 +74,20 @@ docs/benchmarks/recall.md: the cache-aware window plus old rounds recalled by BM
 fused. Needs the ``embed`` extra (``pip install "memchat[embed]"``).
 """
 
-LOCAL_DEFAULT_STRATEGY = "cache"
-"""The default on the embedded model: constant-time turns.
+LOCAL_DEFAULT_STRATEGY = "recall-local"
+"""The default on the embedded model: long memory, paid for only by questions.
 
-A CPU reads ~100 prompt tokens/s; recall's block is new text on every turn (up to 30 % of the
-budget), which costs seconds per turn there (docs/benchmarks/embedded.md). The cache-aware
-window reads only the new message. ``--strategy recall`` still works on the embedded model.
+A CPU reads ~100-270 prompt tokens/s, and a recall block is new text on every turn it is sent.
+``recall-local`` recalls only for a message that asks something, into a block of at most 1,024
+tokens: small talk reads just the new message (the cache-aware window, KV cache kept), a
+question about the past pays for what it recalls (docs/benchmarks/recall.md). Without the
+``embed`` extra the default falls back to ``cache``.
 """
 
 
 def default_strategy(backend: str) -> str:
-    """The default strategy for a backend name: ``cache`` on the embedded model, else ``recall``."""
+    """The default strategy for a backend name: ``recall-local`` on the embedded model, else
+    ``recall``."""
     return LOCAL_DEFAULT_STRATEGY if backend == "local" else DEFAULT_STRATEGY
 
 

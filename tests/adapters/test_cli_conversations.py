@@ -192,7 +192,7 @@ def test_import_and_list_on_the_real_sqlite_store(tmp_path):
     assert listed[0]["total_tokens"] > 0
 
 
-def test_import_embeds_the_rounds_when_the_strategy_recalls_by_embeddings(tmp_path):
+def test_import_embeds_the_messages_when_the_strategy_recalls_by_embeddings(tmp_path):
     from memchat.strategies import make_strategy
 
     path = tmp_path / "facts.jsonl"
@@ -206,4 +206,4 @@ def test_import_embeds_the_rounds_when_the_strategy_recalls_by_embeddings(tmp_pa
     assert result.exit_code == 0, result.output
     conv = store.find_conversation("facts")
     model = make_strategy("recall-embed").retriever.vector_model
-    assert len(store.get_vectors(conv.id, model)) == 70  # one vector per round, stored
+    assert len(store.get_vectors(conv.id, model)) == 140  # one entry per message, stored

@@ -20,7 +20,7 @@ COUNTER = ApproxCounter()
 
 
 class WordOverlap:
-    """A small real retriever: rounds ranked by shared words with the query (a RoundIndex)."""
+    """A small real retriever: messages ranked by shared words with the query (a RoundIndex)."""
 
     def __init__(self) -> None:
         self.docs: dict[str, set[str]] = {}
@@ -30,8 +30,8 @@ class WordOverlap:
         self.attached = (store, conversation_id)
 
     def sync(self, rounds: Sequence[Round]) -> None:
-        for r in rounds:
-            self.docs.setdefault(r[0].id, set(re.findall(r"\w+", " ".join(m.content for m in r))))
+        for m in (m for r in rounds for m in r):
+            self.docs.setdefault(m.id, set(re.findall(r"\w+", m.content)))
 
     def remove(self, message_ids: Collection[str]) -> None:
         for key in list(self.docs):
@@ -45,13 +45,13 @@ class WordOverlap:
 
 
 class Everything:
-    """Returns every round, newest first: the recall must still dedupe and fit."""
+    """Returns every message, newest first: the recall must still dedupe and fit."""
 
     def __init__(self, history: History) -> None:
         self.history = history
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        keys = [r[0].id for r in reversed(self.history.rounds)]
+        keys = [m.id for r in reversed(self.history.rounds) for m in reversed(r)]
         return [(key, 1.0 / (i + 1)) for i, key in enumerate(keys[:k])]
 
 
@@ -100,11 +100,16 @@ def test_recall_properties(
     assert len(blocks) == (1 if ctx.recalled else 0)
     for rec in ctx.recalled:  # deduplicated against the window and pinned rounds
         assert not any(m.id in sent for m in rec.round)
-        assert rec.round is not history.rounds[-1]
+        assert rec.round[0] not in history.rounds[-1]
     if blocks:  # stable position: right before the newest user message
         at = ctx.messages.index(blocks[0])
         assert ctx.messages[at + 1] is history.rounds[-1][0]
         assert len(ctx.recalled) <= 5
+    if ctx.dropped and len(ctx.recalled) < 5:  # room is left only when no message fits it
+        left = budget.available - ctx.tokens
+        unsent = [m for m in ctx.dropped if m.id not in {r.round[0].id for r in ctx.recalled}]
+        overhead = 16 if blocks else 45  # a day line, a role, rounding; the block header
+        assert all((m.tokens or 0) + overhead > left for m in unsent)
 
 
 def test_recall_brings_back_the_relevant_round_with_its_date() -> None:
@@ -116,9 +121,9 @@ def test_recall_brings_back_the_relevant_round_with_its_date() -> None:
     assert [r.round[0].content for r in ctx.recalled] == ["topic7 fact: value7 and more words"]
     block = ctx.messages[-2]
     assert block.role == "system" and block.content.startswith(RECALL_HEADER)
-    assert "[1970-01-08 00:00] user: topic7 fact" in block.content
+    assert "\n[1970-01-08]\nuser: topic7 fact" in block.content
     assert ctx.recalled[0].score > 0
-    assert "recalled 1 older rounds" in " ".join(ctx.notes)
+    assert "recalled 1 older messages" in " ".join(ctx.notes)
 
 
 def test_prefix_before_the_recall_block_is_what_the_window_alone_sends() -> None:
@@ -129,7 +134,7 @@ def test_prefix_before_the_recall_block_is_what_the_window_alone_sends() -> None
     for question in ("about topic3?", "and topic11 value11?", "no match here"):
         history.append(Message("user", question))
         ctx = RecallMemory(index, CacheAware(), share=0.3).select(history, budget)
-        reserve = int(0.3 * limit_for(history, budget))
+        reserve = int(0.3 * limit_for(history, budget))  # the share set aside for recall
         window_only = CacheAware().select(history, Budget(600 - reserve, 50))
         body = [m for m in ctx.messages if m.id != "recalled"]
         assert body == window_only.messages
@@ -155,10 +160,10 @@ def test_session_keeps_the_index_in_sync_and_forget_removes_from_it() -> None:
     session.ask("my locker code is 4711 remember it")
     for i in range(40):
         session.ask(f"filler message {i} about nothing much")
-    assert len(index.docs) == 41  # every committed round is indexed, after its turn
+    assert len(index.docs) == 82  # every committed message is indexed, after its turn
     ctx = session.context_for("what is my locker code?")
     assert [r.round[0].content for r in ctx.recalled][:1] == ["my locker code is 4711 remember it"]
-    assert len(index.docs) == 41  # the probe itself is not indexed
+    assert len(index.docs) == 82  # the probe itself is not indexed
     locker = session.history.rounds[0][0]
     session.forget([locker.id])
     assert locker.id not in index.docs
@@ -168,7 +173,7 @@ def test_session_keeps_the_index_in_sync_and_forget_removes_from_it() -> None:
 
 def test_hybrid_delegates_the_summary_to_its_window() -> None:
     history = chat(50)
-    strategy = RecallMemory(WordOverlap(), SummaryMemory(CacheAware(), trigger=0.1))
+    strategy = RecallMemory(WordOverlap(), SummaryMemory(CacheAware(), trigger=0.1), share=0.6)
     budget = Budget(400, 50)
     job = strategy.summary_due(history, budget)
     assert job is not None and job.messages[0] is history.rounds[0][0]
@@ -186,8 +191,8 @@ def test_reset_empties_the_index_and_the_summary() -> None:
     session = ChatSession(ScriptedBackend(), strategy=strategy, budget=Budget(300, 50))
     for i in range(5):
         session.ask(f"message {i}")
-    assert len(index.docs) == 5
+    assert len(index.docs) == 10
     session.reset()
     assert index.docs == {} and session.strategy.summary is None  # type: ignore[attr-defined]
     session.ask("fresh start")
-    assert len(index.docs) == 1
+    assert len(index.docs) == 2

@@ -313,9 +313,10 @@ def test_lazy_factory_imports_on_first_use():
 
 
 def test_the_default_strategy_depends_on_the_backend(tmp_path: Path):
-    """Embedded: constant-time turns (cache); a provider: recall. A named strategy always wins."""
+    """Embedded: recall for questions only (recall-local); a provider: recall. A named strategy
+    always wins."""
     env = {"MEMCHAT_HOME": str(tmp_path)}
-    assert load_settings({}, environ=env).strategy == "cache"
+    assert load_settings({}, environ=env).strategy == "recall-local"
     provider = load_settings({"base_url": "http://127.0.0.1:9/v1"}, environ=env)
     assert (provider.backend, provider.strategy) == ("openai", "recall")
     assert provider.source("strategy") == "default"
@@ -325,4 +326,4 @@ def test_the_default_strategy_depends_on_the_backend(tmp_path: Path):
         "recall",
         "flag --strategy",
     )
-    assert Settings().strategy == "cache" and Settings(backend="echo").strategy == "recall"
+    assert Settings().strategy == "recall-local" and Settings(backend="echo").strategy == "recall"

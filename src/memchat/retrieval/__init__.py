@@ -8,7 +8,7 @@ one raises ConfigError naming the extra.
 
 from .embedder import EMBED_HINT, MODEL_ID, OnnxEmbedder, default_embedder
 from .fusion import reciprocal_rank_fusion
-from .index import RETRIEVAL_MODES, ConversationIndex, round_text
+from .index import RETRIEVAL_MODES, ConversationIndex, context_text
 from .lexical import Bm25Index
 from .vectors import VectorIndex
 
@@ -20,7 +20,7 @@ __all__ = [
     "ConversationIndex",
     "OnnxEmbedder",
     "VectorIndex",
+    "context_text",
     "default_embedder",
     "reciprocal_rank_fusion",
-    "round_text",
 ]

@@ -1,15 +1,21 @@
-"""Recall memory: old rounds relevant to the newest message come back into the context.
+"""Recall memory: old messages relevant to the newest message come back into the context.
 
 The strategy is pure: it asks a ``Retriever`` (an input, like the history; the index lives in
-``memchat.retrieval``) for scored rounds, drops the ones already in the window, and fits the best
-into the space left, up to ``share`` of the budget. The recalled rounds go into one block, oldest
-first and each with its date, placed just before the newest user message: the part of the prompt
-that changes on every turn sits late, so the prefix before it stays cache-stable.
+``memchat.retrieval``) for scored messages. While the whole conversation fits the budget, it is
+sent as the window strategy would send it. Once it does not, the window keeps the newest rounds
+in ``1 - share`` of the budget (a recent tail, for coherence) and every token left goes to the
+old messages that rank best, as many as fit: on a long chat the answer is rarely in the recent
+window, so the budget follows relevance instead of fixed shares (docs/benchmarks/recall.md).
+
+The recalled messages go into one block, oldest first, grouped under their day, placed just
+before the newest user message: the part of the prompt that changes on every turn sits late, so
+the prefix before it stays cache-stable.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
@@ -19,34 +25,45 @@ from ..errors import UsageError
 from ..history import History, Round
 from ..messages import Message
 from ..store import Store, SummaryRecord
+from ..tokens import TokenCounter, message_tokens
 from ..truncate import cut_to_tokens
 from .base import Budget, Context, MemoryStrategy, Recalled
 from .budget import CacheAware
-from .summary import SummaryJob, SummaryMemory, insert_block, reserve_budget, stamp
+from .summary import SummaryJob, SummaryMemory, insert_block, reserve_budget
 
-__all__ = ["RECALL_HEADER", "Hit", "RecallMemory", "Retriever", "RoundIndex", "round_key"]
+__all__ = [
+    "RECALL_HEADER",
+    "Hit",
+    "RecallMemory",
+    "Retriever",
+    "RoundIndex",
+    "asks",
+    "round_key",
+]
 
 log = logging.getLogger("memchat")
 
 Hit = tuple[str, float]
 RECALL_HEADER = "Recalled from earlier in this conversation (oldest first, dates in UTC):"
-MIN_CUT = 24  # a recalled round is cut to fit only if at least this many tokens are left
+MIN_CUT = 24  # the best message is cut to fit only if at least this many tokens are left
+MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this are left
+DEPTH = 300  # hits asked of the retriever per turn
 
 
 def round_key(rnd: Round) -> str:
-    """The id a round is indexed under: its first message's."""
+    """The id of a round's first message."""
     return rnd[0].id
 
 
 class Retriever(Protocol):
-    """Ranks indexed rounds for a query: (round key, score) pairs, best first."""
+    """Ranks indexed messages for a query: (message id, score) pairs, best first."""
 
     def search(self, query: str, k: int) -> Sequence[Hit]: ...
 
 
 @runtime_checkable
 class RoundIndex(Protocol):
-    """A retriever the session keeps up to date as rounds are added and forgotten."""
+    """A retriever the session keeps up to date as rounds are added and messages forgotten."""
 
     def search(self, query: str, k: int) -> Sequence[Hit]: ...
 
@@ -55,67 +72,103 @@ class RoundIndex(Protocol):
         ...
 
     def sync(self, rounds: Sequence[Round]) -> None:
-        """Index every round not indexed yet (rounds are the conversation so far, in order)."""
+        """Index every message not indexed yet (rounds are the conversation so far, in order)."""
         ...
 
     def remove(self, message_ids: Collection[str]) -> None:
-        """Drop every indexed round that contains one of these messages."""
+        """Drop these messages from the index: they are never recalled again."""
         ...
 
 
-class _RoundMap:
-    """Round key -> round index for a history's older rounds, extended as the history grows.
+class _MessageMap:
+    """Message id -> (round, position) for a history's older rounds, extended as it grows.
 
     The newest round is left out (it is never recalled, and ``context_for`` swaps it), so the
     map stays valid from turn to turn and each select pays O(new rounds), not O(history).
     """
 
     def __init__(self) -> None:
-        self.where: dict[str, int] = {}
+        self.where: dict[str, tuple[int, int]] = {}
         self.count = 0
 
-    def update(self, history: History) -> dict[str, int]:
+    def update(self, history: History) -> dict[str, tuple[int, int]]:
         rounds = history.rounds
         upto = len(rounds) - 1
         if self.count > upto or (self.count and rounds[self.count - 1][0].id not in self.where):
             self.where, self.count = {}, 0
         for i in range(self.count, max(upto, self.count)):
-            self.where[rounds[i][0].id] = i
+            self.where.update((m.id, (i, j)) for j, m in enumerate(rounds[i]))
         self.count = max(upto, self.count)
         return self.where
 
 
-_MAPS: weakref.WeakKeyDictionary[History, _RoundMap] = weakref.WeakKeyDictionary()
+_MAPS: weakref.WeakKeyDictionary[History, _MessageMap] = weakref.WeakKeyDictionary()
 
 
-def _round_map(history: History) -> dict[str, int]:
-    return _MAPS.setdefault(history, _RoundMap()).update(history)
+def _message_map(history: History) -> dict[str, tuple[int, int]]:
+    return _MAPS.setdefault(history, _MessageMap()).update(history)
 
 
-def _format(rnd: Round) -> str:
-    return "\n".join(f"[{stamp(m.created_at)}] {m.role}: {m.content}" for m in rnd)
+def _day(created_at: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(created_at))
+
+
+def _line(msg: Message) -> str:
+    return f"{msg.role}: {msg.content}"
+
+
+class _Costs:
+    """Token costs of block lines, from each message's cached count (exact total checked later)."""
+
+    def __init__(self, counter: TokenCounter) -> None:
+        self.counter = counter
+        self.prefix: dict[str, int] = {}
+
+    def line(self, msg: Message) -> int:
+        role = self.prefix.get(msg.role)
+        if role is None:
+            role = self.prefix[msg.role] = self.counter.count(f"{msg.role}: ") + 1
+        return message_tokens(msg, self.counter) - self.counter.per_message + role
+
+    def day(self, day: str) -> int:
+        return self.counter.count(f"[{day}]") + 2
+
+
+@dataclass(frozen=True, slots=True)
+class _Pick:
+    at: tuple[int, int]
+    message: Message
+    score: float
+    text: str
 
 
 @dataclass(frozen=True, slots=True)
 class RecallMemory:
-    """The context of ``window`` plus the old rounds ``retriever`` finds for the newest message.
+    """The context of ``window`` plus the old messages ``retriever`` finds for the newest one.
 
-    ``share`` of the budget is set aside for recalled rounds (the window leaves it free even when
-    nothing is recalled, so its cut points do not move); room the window leaves unused is used
-    too. At most ``k`` rounds are recalled. ``window`` may itself be a SummaryMemory.
+    Once the conversation overflows the budget, ``window`` gets ``1 - share`` of it (the newest
+    and pinned rounds first) and recalled messages fill what is left, at most ``k`` of them.
+    ``window`` may itself be a SummaryMemory.
     """
 
     retriever: Retriever
     window: MemoryStrategy = CacheAware()
-    share: float = 0.3
-    k: int = 10
+    share: float = 0.8
+    k: int = 200
     name: str = "recall"
+    most: int | None = None
+    """At most this many tokens of recalled messages (None: all the room left)."""
+    asked_only: bool = False
+    """Recall only for a message that asks something (see ``asks``): small talk reads nothing
+    extra, which matters where every prompt token is read on a CPU (the embedded model)."""
 
     def __post_init__(self) -> None:
         if not 0 < self.share < 1:
             raise UsageError(f"the recall share must be between 0 and 1, got {self.share}")
         if self.k < 1:
             raise UsageError(f"recall needs k >= 1, got {self.k}")
+        if self.most is not None and self.most < 1:
+            raise UsageError(f"the recall block needs at least 1 token, got {self.most}")
 
     # -- summary delegation (when the window is a SummaryMemory) ---------------------------
     @property
@@ -134,70 +187,73 @@ class RecallMemory:
 
     # -- selection --------------------------------------------------------------------------
     def select(self, history: History, budget: Budget) -> Context:
+        whole = self.window.select(history, budget)
+        whole.strategy = self.name
+        if len(history.rounds) < 2 or not whole.dropped:
+            return whole
         sub, _ = reserve_budget(history, budget, self.share)
         ctx = self.window.select(history, sub)
         ctx.strategy = self.name
-        if len(history.rounds) < 2 or not ctx.dropped:
+        query = next((m.content for m in history.rounds[-1] if m.role == "user"), "")
+        if self.asked_only and not asks(query):
             return ctx
-        newest = history.rounds[-1]
-        query = next((m.content for m in newest if m.role == "user"), "")
         try:
-            hits = self.retriever.search(query, self.k * 3 + 8)
+            hits = self.retriever.search(query, DEPTH)
         except Exception as exc:  # noqa: BLE001 - recall is optional; the turn must go on
             log.warning("recall failed: %s", exc, exc_info=True)
-            ctx.notes.append(f"recall failed ({exc}); sent without recalled rounds")
+            ctx.notes.append(f"recall failed ({exc}); sent without recalled messages")
             return ctx
         free = budget.available - ctx.tokens
-        chosen = self._choose(history, ctx, hits, free)
-        if chosen:
-            self._place(history, ctx, chosen, free)
+        if self.most is not None:
+            free = min(free, self.most)
+        picks = self._choose(history, ctx, hits, free)
+        if picks:
+            self._place(history, ctx, picks, free)
         return ctx
 
     def _choose(
         self, history: History, ctx: Context, hits: Sequence[Hit], free: int
-    ) -> list[tuple[int, Recalled, str]]:
-        counter = history.counter
-        room = free - counter.per_message - counter.count(RECALL_HEADER) - 1
+    ) -> list[_Pick]:
+        """The best hits that fit, in rank order; one that does not fit is passed over."""
+        costs = _Costs(history.counter)
+        room = free - history.counter.per_message - history.counter.count(RECALL_HEADER) - 1
         sent = {m.id for m in ctx.messages}
-        where = _round_map(history)
-        chosen: list[tuple[int, Recalled, str]] = []
+        where = _message_map(history)
+        days: set[str] = set()
+        picks: list[_Pick] = []
         for key, score in hits:
-            i = where.get(key)
-            if (
-                i is None
-                or i == len(history.rounds) - 1
-                or any(m.id in sent for m in history.rounds[i])
-            ):
+            at = where.get(key)
+            if at is None or key in sent:
                 continue
-            text = _format(history.rounds[i])
-            cost = counter.count(text) + 2
+            msg = history.rounds[at[0]][at[1]]
+            day = _day(msg.created_at)
+            header = 0 if day in days else costs.day(day)
+            text, cost = _line(msg), costs.line(msg) + header
             if cost > room:
-                if room < MIN_CUT:
-                    break
-                text = cut_to_tokens(text, room - 2, counter).text
-                cost = counter.count(text) + 2 if text else room + 1
-                if cost > room:
+                if picks or room - header < MIN_CUT:
                     continue
-            sent.update(m.id for m in history.rounds[i])
-            chosen.append((i, Recalled(history.rounds[i], score), text))
+                text = cut_to_tokens(text, room - header - 1, history.counter).text
+                cost = history.counter.count(text) + 1 + header
+                if not text or cost > room:
+                    continue
+            picks.append(_Pick(at, msg, score, text))
+            sent.add(key)
+            days.add(day)
             room -= cost
-            if len(chosen) >= self.k:
+            if room < MIN_LINE or len(picks) >= self.k:
                 break
-        return chosen
+        return picks
 
-    def _place(
-        self, history: History, ctx: Context, chosen: list[tuple[int, Recalled, str]], free: int
-    ) -> None:
+    def _place(self, history: History, ctx: Context, picks: list[_Pick], free: int) -> None:
         counter = history.counter
-        chosen.sort(key=lambda c: c[0])
-        while chosen:
-            body = "\n\n".join(text for _, _, text in chosen)
-            block = Message("system", f"{RECALL_HEADER}\n{body}", id="recalled")
+        ranked = list(picks)  # best first: the last is dropped if the block is over
+        while ranked:
+            block = Message("system", _block(ranked), id="recalled")
             tokens = counter.count(block.content) + counter.per_message
             if tokens <= free:
                 break
-            chosen.pop()  # joined text can count a few tokens more than its parts: drop one
-        if not chosen:
+            ranked.pop()
+        if not ranked:
             return
         block.tokens = tokens
         newest = history.rounds[-1]
@@ -205,8 +261,39 @@ class RecallMemory:
         if at < 0 or ctx.messages[at] is not newest[0]:
             at = len(ctx.messages)
         insert_block(ctx, at, block, tokens)
-        ctx.recalled = [r for _, r, _ in chosen]
-        ctx.notes.append(f"recalled {len(chosen)} older rounds ({tokens} tokens)")
+        ctx.recalled = [Recalled((p.message,), p.score) for p in sorted(ranked, key=_when)]
+        ctx.notes.append(f"recalled {len(ranked)} older messages ({tokens} tokens)")
+
+
+_QUESTION_WORDS = frozenset(
+    "what when where who whom whose which why how do does did is are was were can could "
+    "would will should have has had remind remember recall tell".split()
+)
+
+
+def asks(text: str) -> bool:
+    """Whether a message asks something: a question mark, or a question word first."""
+    if "?" in text or "\uff1f" in text:
+        return True
+    words = text.lower().split(maxsplit=1)
+    return bool(words) and words[0].strip(",.:;!") in _QUESTION_WORDS
+
+
+def _when(pick: _Pick) -> tuple[int, int]:
+    return pick.at
+
+
+def _block(picks: Sequence[_Pick]) -> str:
+    """The recall block: the header, then the messages oldest first under their days."""
+    lines = [RECALL_HEADER]
+    day = ""
+    for pick in sorted(picks, key=_when):
+        this = _day(pick.message.created_at)
+        if this != day:
+            lines += ["", f"[{this}]"]
+            day = this
+        lines.append(pick.text)
+    return "\n".join(lines)
 
 
 # concrete classes: isinstance on a runtime Protocol costs ~0.1 ms, too much per select
