@@ -30,6 +30,7 @@ from .embedder import OnnxEmbedder, default_embedder, require
 from .fusion import reciprocal_rank_fusion
 from .lexical import Bm25Index
 from .vectors import VectorIndex
+from .when import Named, day_keys, named_dates
 
 __all__ = ["RETRIEVAL_MODES", "ConversationIndex", "context_text"]
 
@@ -38,6 +39,7 @@ EMBED_STEP = 128  # messages embedded per progress report
 TEXT_VERSION = "message-v1"  # bump when what is embedded changes: stored vectors are recomputed
 RRF_K = 60  # Cormack et al.'s constant; measured best with three rankings on real chats
 NEIGHBOUR = 0.3  # share of the better neighbour's score a message gains
+DATE_BOOST = 1.0  # a message of a day the query names gains this x the best fused score
 
 
 def context_text(previous: Message | None, message: Message) -> str:
@@ -85,6 +87,7 @@ class ConversationIndex:
         self._prev: dict[str, str] = {}
         self._next: dict[str, str] = {}
         self._tail: Message | None = None
+        self._dated: dict[Named, list[str]] = {}
         self._stored: dict[str, bytes] = {}
         self._stale: set[str] = set()
         self._full_scan = False
@@ -144,6 +147,9 @@ class ConversationIndex:
                 self.vectors.add(keys, alone)
                 self.paired.add(keys, paired)
             self._keys.update(keys)
+            for _, m in items:
+                for when in day_keys(m.created_at):
+                    self._dated.setdefault(when, []).append(m.id)
         for a, b in zip(messages, messages[1:], strict=False):
             self._prev[b.id], self._next[a.id] = a.id, b.id
         if messages:
@@ -203,8 +209,21 @@ class ConversationIndex:
             vector = self.embedder.embed([query])[0]
             rankings.append(self.vectors.search(vector, self.depth))
             rankings.append(self.paired.search(vector, self.depth))
-        fused = dict(reciprocal_rank_fusion(rankings, k=self.rrf_k))
+        fused = self._dates(query, dict(reciprocal_rank_fusion(rankings, k=self.rrf_k)))
         return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
+
+    def _dates(self, query: str, fused: dict[str, float]) -> dict[str, float]:
+        """Raise the messages of the days (half as much: the months) the query names."""
+        named = named_dates(query)
+        if not named or not fused:
+            return fused
+        top = max(fused.values())
+        for when in named:
+            boost = DATE_BOOST * top * (1.0 if when.day is not None else 0.5)
+            for key in self._dated.get(when, ()):
+                if key in self._keys:
+                    fused[key] = fused.get(key, 0.0) + boost
+        return fused
 
     def _smooth(self, fused: dict[str, float]) -> dict[str, float]:
         if not self.neighbour:
