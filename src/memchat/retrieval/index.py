@@ -19,7 +19,7 @@ conversation's store (``put_vectors``), so a resumed conversation is not embedde
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Any
 
 from ..core.errors import ConfigError
@@ -62,7 +62,7 @@ class ConversationIndex:
         mode: str = "hybrid",
         *,
         embedder: OnnxEmbedder | None = None,
-        depth: int = 300,
+        depth: int = 200,
         rrf_k: int = RRF_K,
         neighbour: float = NEIGHBOUR,
     ) -> None:
@@ -226,17 +226,17 @@ class ConversationIndex:
         return fused
 
     def _smooth(self, fused: dict[str, float]) -> dict[str, float]:
+        """Each message gains ``neighbour`` x the better fused score of the two beside it."""
         if not self.neighbour:
             return fused
+        gains: dict[str, float] = {}
+        prev, nxt, alive = self._prev.get, self._next.get, self._keys
+        for key, score in fused.items():
+            gain = self.neighbour * score
+            for near in (prev(key), nxt(key)):
+                if near is not None and near in alive and gain > gains.get(near, 0.0):
+                    gains[near] = gain
         out = dict(fused)
-        for key in _with_neighbours(fused, self._prev, self._next):
-            before, after = self._prev.get(key, ""), self._next.get(key, "")
-            near = max(fused.get(before, 0.0), fused.get(after, 0.0))
-            if near and key in self._keys:
-                out[key] = fused.get(key, 0.0) + self.neighbour * near
+        for key, gain in gains.items():
+            out[key] = out.get(key, 0.0) + gain
         return out
-
-
-def _with_neighbours(keys: Iterable[str], prev: dict[str, str], nxt: dict[str, str]) -> set[str]:
-    found = set(keys)
-    return found | {prev[k] for k in found if k in prev} | {nxt[k] for k in found if k in nxt}

@@ -47,6 +47,7 @@ Hit = tuple[str, float]
 RECALL_HEADER = "Recalled from earlier in this conversation (oldest first, dates in UTC):"
 MIN_CUT = 24  # the best message is cut to fit only if at least this many tokens are left
 MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this are left
+MISSES = 40  # ... or once this many hits in a row did not fit
 DEPTH = 300  # hits asked of the retriever per turn
 
 
@@ -221,6 +222,7 @@ class RecallMemory:
         where = _message_map(history)
         days: set[str] = set()
         picks: list[_Pick] = []
+        misses = 0
         for key, score in hits:
             at = where.get(key)
             if at is None or key in sent:
@@ -230,6 +232,9 @@ class RecallMemory:
             header = 0 if day in days else costs.day(day)
             text, cost = _line(msg), costs.line(msg) + header
             if cost > room:
+                misses += 1
+                if misses >= MISSES:
+                    break
                 if picks or room - header < MIN_CUT:
                     continue
                 text = cut_to_tokens(text, room - header - 1, history.counter).text
@@ -237,6 +242,7 @@ class RecallMemory:
                 if not text or cost > room:
                     continue
             picks.append(_Pick(at, msg, score, text))
+            misses = 0
             sent.add(key)
             days.add(day)
             room -= cost
