@@ -51,7 +51,9 @@ class ConversationIndex:
     """Ranks a conversation's messages for a query.
 
     ``mode``: "bm25" (lexical), "embed" (dense) or "hybrid" (both). Each ranking contributes its
-    top ``depth``. ``progress(done, total)``, when set, is called while a backlog is embedded
+    top ``depth``, fused with ``weights`` (BM25, message, message with the one before it);
+    ``neighbour`` and ``date_boost`` are the raises described above (0 turns one off).
+    ``progress(done, total)``, when set, is called while a backlog is embedded
     (a resumed or imported conversation), for a progress bar.
     """
 
@@ -65,12 +67,15 @@ class ConversationIndex:
         depth: int = 200,
         rrf_k: int = RRF_K,
         neighbour: float = NEIGHBOUR,
+        date_boost: float = DATE_BOOST,
+        weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
     ) -> None:
         if mode not in RETRIEVAL_MODES:
             raise ConfigError(
                 f"unknown retrieval {mode!r}; use one of {', '.join(RETRIEVAL_MODES)}"
             )
         self.mode, self.depth, self.rrf_k, self.neighbour = mode, depth, rrf_k, neighbour
+        self.date_boost, self.weights = date_boost, weights
         self.embedder = None
         if mode != "bm25":
             self.embedder = embedder or default_embedder()
@@ -202,24 +207,27 @@ class ConversationIndex:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best messages for ``query``: (message id, score), best first."""
-        rankings = []
+        rankings, weights = [], []
         if self.bm25 is not None:
             rankings.append(self.bm25.search(query, self.depth))
+            weights.append(self.weights[0])
         if self.embedder is not None and self.vectors is not None and self.paired is not None:
             vector = self.embedder.embed([query])[0]
-            rankings.append(self.vectors.search(vector, self.depth))
-            rankings.append(self.paired.search(vector, self.depth))
-        fused = self._dates(query, dict(reciprocal_rank_fusion(rankings, k=self.rrf_k)))
+            rankings += [self.vectors.search(vector, self.depth)]
+            rankings += [self.paired.search(vector, self.depth) if self.weights[2] else []]
+            weights += self.weights[1:]
+        fused = dict(reciprocal_rank_fusion(rankings, k=self.rrf_k, weights=weights))
+        fused = self._dates(query, fused)
         return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
 
     def _dates(self, query: str, fused: dict[str, float]) -> dict[str, float]:
         """Raise the messages of the days (half as much: the months) the query names."""
-        named = named_dates(query)
+        named = named_dates(query) if self.date_boost else set()
         if not named or not fused:
             return fused
         top = max(fused.values())
         for when in named:
-            boost = DATE_BOOST * top * (1.0 if when.day is not None else 0.5)
+            boost = self.date_boost * top * (1.0 if when.day is not None else 0.5)
             for key in self._dated.get(when, ()):
                 if key in self._keys:
                     fused[key] = fused.get(key, 0.0) + boost
