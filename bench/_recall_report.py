@@ -288,12 +288,12 @@ import; the other embedding strategies reuse those stored vectors when their vec
 same, else embed at their first context). Contexts are built as
 `memchat context CHAT --question Q --budget B` builds them (`load_settings` → `build_session`
 with the counting backend → `context_for`), one session per chat, strategy and budget, with the
-**default reply reserve** (here {_reserve(real)}) and tokens counted with the model's tokenizer
-(o200k, +3 per message, +3 reply priming). Evidence recall =
-share of a question's evidence turns that are in the context whole: the stored message is sent
-or recalled, and its full text appears verbatim (a cut message does not count). `summary` and
-`hybrid` have **no summary yet** after an import (the summary is written by later chat turns),
-so they run as their window (+ recall) with the summary's share left unused. Baselines fill the
+**default reply reserve** ({_reserve(real)}) and tokens counted with the model's
+tokenizer (o200k, +3 per message, +3 reply priming). Evidence recall = share of a question's
+evidence turns that are in the context whole: the stored message is sent or recalled, and its
+full text appears verbatim (a cut message does not count). `summary` and `hybrid` have **no
+summary yet** after an import (the summary is written by later chat turns, by the model), so
+their numbers measure them without one. Baselines fill the
 **whole** budget B (no reserve; the question and the reply priming count) with single turns:
 `recency` the newest that fit, `bm25-turns` BM25 (k1 1.2, b 0.75) over turns in rank order
 skipping any that does not fit, `embed-turns` MiniLM cosine over turns, same fill
@@ -321,22 +321,28 @@ Mean fill of the budget (context tokens / B):
 
 {tables["fill"]}
 
-Import (`memchat import`, wall seconds; the first chat's also loads the embedding model):
-the {imports[big]["messages"]:,}-message `{big}` took **{imports[big]["seconds"]} s** with
+Import (`memchat import`, wall seconds; the first chat's imports also load the tokenizer and
+the embedding model): the
+{imports[big]["messages"]:,}-message `{big}` took **{imports[big]["seconds"]} s** with
 embeddings ({imports[big]["seconds_without_embeddings"]} s without).
 
 {tables["imports"]}
 
 At 1,000 tokens: {best_line}BM25 over turns {er["bm25-turns"]["1000"]:.3f}, embeddings over
 turns {er["embed-turns"]["1000"]:.3f}, recency {er["recency"]["1000"]:.3f}. "context ms" is the
-median wall time of one `context_for` (query embedding and retrieval included; the first call
-of each session, which builds the index from the store, is left out: median {_first_ms(real)}).
+median wall time of one `context_for` (query embedding and retrieval included). The first call
+of each session, which builds the index from the store, is left out; its median:
+{_first_ms(real)}.
 """
 
 
 def _reserve(real: dict[str, Any]) -> str:
-    reserve = real.get("reserve") or {}
-    return ", ".join(f"{int(r):,} at B = {int(b):,}" for b, r in reserve.items()) or "n/a"
+    reserve = {int(b): int(r) for b, r in (real.get("reserve") or {}).items()}
+    if not reserve:
+        return "n/a"
+    if not any(reserve.values()):
+        return "none at any budget: the model's window has room for the reply past B"
+    return ", ".join(f"{r:,} at B = {b:,}" for b, r in reserve.items())
 
 
 def _first_ms(real: dict[str, Any]) -> str:

@@ -74,13 +74,6 @@ class ChatSession:
     # -- turns ------------------------------------------------------------------------------
     def send(self, text: str) -> Reply:
         """Start a turn. Raises UsageError for an empty message before anything is sent."""
-        if not isinstance(text, str) or not text.replace("\x00", "").strip():
-            raise UsageError("the message is empty")
-        text = text.replace("\x00", "")  # no store (PostgreSQL) can hold NUL characters
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise UsageError(f"the message has text that is not valid Unicode ({exc})") from None
         message, notices = self._fit_input(text)
         return Reply(self, message, notices)
 
@@ -89,6 +82,13 @@ class ChatSession:
         return self.send(text).consume()
 
     def _fit_input(self, text: str) -> tuple[Message, list[str]]:
+        if not isinstance(text, str) or not text.replace("\x00", "").strip():
+            raise UsageError("the message is empty")
+        text = text.replace("\x00", "")  # no store (PostgreSQL) can hold NUL characters
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise UsageError(f"the message has text that is not valid Unicode ({exc})") from None
         limit = limit_for(self.history, self.budget) - self.counter.per_message
         pinned = sum(self.history.round_tokens(i) for i in self.history.pinned_rounds)
         cut = cut_to_tokens(text, max(0, limit - pinned), self.counter)

@@ -48,6 +48,7 @@ RECALL_HEADER = "Recalled from earlier in this conversation (oldest first, dates
 MIN_CUT = 24  # the best message is cut to fit only if at least this many tokens are left
 MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this are left
 MISSES = 40  # ... or once this many hits in a row did not fit
+TOP_UPS = 2  # passes that add hits to the room the exact count of the block leaves
 DEPTH = 300  # hits asked of the retriever per turn
 
 
@@ -128,7 +129,7 @@ class _Costs:
     def line(self, msg: Message) -> int:
         role = self.prefix.get(msg.role)
         if role is None:
-            role = self.prefix[msg.role] = self.counter.count(f"{msg.role}: ") + 1
+            role = self.prefix[msg.role] = self.counter.count(f"{msg.role}:") + 1  # + newline
         return message_tokens(msg, self.counter) - self.counter.per_message + role
 
     def day(self, day: str) -> int:
@@ -207,61 +208,30 @@ class RecallMemory:
         free = budget.available - ctx.tokens
         if self.most is not None:
             free = min(free, self.most)
-        picks = self._choose(history, ctx, hits, free)
-        if picks:
-            self._place(history, ctx, picks, free)
+        counter = history.counter
+        fill = _Fill(history, ctx, hits, self.k)
+        room = free - counter.per_message - counter.count(RECALL_HEADER) - 1
+        for _ in range(TOP_UPS + 1):  # the estimate runs high: top up against the exact count
+            if not fill.take(room):
+                break
+            used = fill.tokens()
+            room = free - used
+            if room < MIN_LINE:
+                break
+        if fill.picks:
+            self._place(history, ctx, fill, free)
         return ctx
 
-    def _choose(
-        self, history: History, ctx: Context, hits: Sequence[Hit], free: int
-    ) -> list[_Pick]:
-        """The best hits that fit, in rank order; one that does not fit is passed over."""
-        costs = _Costs(history.counter)
-        room = free - history.counter.per_message - history.counter.count(RECALL_HEADER) - 1
-        sent = {m.id for m in ctx.messages}
-        where = _message_map(history)
-        days: set[str] = set()
-        picks: list[_Pick] = []
-        misses = 0
-        for key, score in hits:
-            at = where.get(key)
-            if at is None or key in sent:
-                continue
-            msg = history.rounds[at[0]][at[1]]
-            day = _day(msg.created_at)
-            header = 0 if day in days else costs.day(day)
-            text, cost = _line(msg), costs.line(msg) + header
-            if cost > room:
-                misses += 1
-                if misses >= MISSES:
-                    break
-                if picks or room - header < MIN_CUT:
-                    continue
-                text = cut_to_tokens(text, room - header - 1, history.counter).text
-                cost = history.counter.count(text) + 1 + header
-                if not text or cost > room:
-                    continue
-            picks.append(_Pick(at, msg, score, text))
-            misses = 0
-            sent.add(key)
-            days.add(day)
-            room -= cost
-            if room < MIN_LINE or len(picks) >= self.k:
-                break
-        return picks
-
-    def _place(self, history: History, ctx: Context, picks: list[_Pick], free: int) -> None:
-        counter = history.counter
-        ranked = list(picks)  # best first: the last is dropped if the block is over
+    def _place(self, history: History, ctx: Context, fill: _Fill, free: int) -> None:
+        ranked = list(fill.picks)  # best first: the last is dropped if the block is over
         while ranked:
-            block = Message("system", _block(ranked), id="recalled")
-            tokens = counter.count(block.content) + counter.per_message
+            tokens = fill.tokens(ranked)
             if tokens <= free:
                 break
             ranked.pop()
         if not ranked:
             return
-        block.tokens = tokens
+        block = Message("system", _block(ranked), id="recalled", tokens=tokens)
         newest = history.rounds[-1]
         at = len(ctx.messages) - len(newest)
         if at < 0 or ctx.messages[at] is not newest[0]:
@@ -269,6 +239,62 @@ class RecallMemory:
         insert_block(ctx, at, block, tokens)
         ctx.recalled = [Recalled((p.message,), p.score) for p in sorted(ranked, key=_when)]
         ctx.notes.append(f"recalled {len(ranked)} older messages ({tokens} tokens)")
+
+
+class _Fill:
+    """The hits taken so far, in rank order; ``take`` goes on down the ranking."""
+
+    def __init__(self, history: History, ctx: Context, hits: Sequence[Hit], k: int) -> None:
+        self.history, self.k = history, k
+        self.costs = _Costs(history.counter)
+        self.hits = iter(hits)
+        self.sent = {m.id for m in ctx.messages}
+        self.where = _message_map(history)
+        self.days: set[str] = set()
+        self.picks: list[_Pick] = []
+
+    def take(self, room: int) -> bool:
+        """Add the next hits that fit ``room`` more tokens (by estimate); False if none did."""
+        before, misses = len(self.picks), 0
+        if before >= self.k:
+            return False
+        for key, score in self.hits:
+            at = self.where.get(key)
+            if at is None or key in self.sent:
+                continue
+            msg = self.history.rounds[at[0]][at[1]]
+            day = _day(msg.created_at)
+            header = 0 if day in self.days else self.costs.day(day)
+            text, cost = self._fit(_line(msg), self.costs.line(msg) + header, header, room)
+            if not text:
+                misses += 1
+                if misses >= MISSES:
+                    break
+                continue
+            self.picks.append(_Pick(at, msg, score, text))
+            misses = 0
+            self.sent.add(key)
+            self.days.add(day)
+            room -= cost
+            if room < MIN_LINE or len(self.picks) >= self.k:
+                break
+        return len(self.picks) > before
+
+    def _fit(self, text: str, cost: int, header: int, room: int) -> tuple[str, int]:
+        """The line and its cost; the very first hit is cut to fit, others must fit whole."""
+        if cost <= room:
+            return text, cost
+        if self.picks or room - header < MIN_CUT:
+            return "", 0
+        counter = self.history.counter
+        text = cut_to_tokens(text, room - header - 1, counter).text
+        cost = counter.count(text) + 1 + header
+        return (text, cost) if text and cost <= room else ("", 0)
+
+    def tokens(self, picks: Sequence[_Pick] | None = None) -> int:
+        """The exact cost of the block of these picks (default: all)."""
+        counter = self.history.counter
+        return counter.count(_block(self.picks if picks is None else picks)) + counter.per_message
 
 
 _QUESTION_WORDS = frozenset(
