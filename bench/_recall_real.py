@@ -29,9 +29,9 @@ from bench._common import ROOT, median
 from bench._recall_report import BUDGETS
 from memchat.core.messages import Message
 from memchat.core.tokens import TokenCounter, message_tokens
-from memchat.strategies import DEFAULT_STRATEGY, STRATEGY_NAMES
+from memchat.strategies import DEFAULT_STRATEGY, LOCAL_DEFAULT_STRATEGY, STRATEGY_NAMES
 
-__all__ = ["BASELINES", "DATA_ENV", "data_dir", "run_real"]
+__all__ = ["BASELINES", "DATA_ENV", "EMBEDDED", "data_dir", "run_real"]
 
 DATA_ENV = "MEMCHAT_REALTALK"
 DATE_FORMAT = "%d.%m.%Y, %H:%M:%S"
@@ -109,10 +109,19 @@ def import_chat(path: Path, title: str, home: Path, strategy: str) -> float:
     return seconds
 
 
+EMBEDDED = "@embedded"  # a method name ending so runs on the embedded model's settings
+
+
 def _settings(home: Path, strategy: str, budget: int | None = None) -> Any:
+    """The settings a user has; ``name@embedded``: the strategy on the embedded model (its own
+    tokenizer and context window) instead of the provider."""
     from memchat.settings import load_settings
 
-    flags = {"budget": budget, "strategy": strategy, "backend": "openai", "model": MODEL}
+    flags: dict[str, Any] = {"budget": budget, "backend": "openai", "model": MODEL}
+    if strategy.endswith(EMBEDDED):
+        strategy = strategy.removesuffix(EMBEDDED)
+        flags = {"budget": budget, "backend": "local"}
+    flags["strategy"] = strategy
     return load_settings({**flags, "home": str(home)}, environ=_environ(home, strategy))
 
 
@@ -289,7 +298,7 @@ def run_real(
         print(f"real-conversation arm skipped: no REALTALK data (set {DATA_ENV})", flush=True)
         return None
     print(f"real-conversation arm: reading REALTALK from {folder} at run time (not copied)")
-    names = list(names or STRATEGY_NAMES)
+    names = list(names or [*STRATEGY_NAMES, LOCAL_DEFAULT_STRATEGY + EMBEDDED])
     chats, cats = load_chats(folder, limit)
     embedder = embedder or _memo_embedder()
     tally, imports = Tally(), {}

@@ -261,7 +261,22 @@ def _write_real(real: dict[str, Any], section: str) -> None:
 
 
 def _real_markdown(real: dict[str, Any], tables: dict[str, str]) -> str:
-    return _real_method(real) + _real_results(real, tables)
+    return _real_method(real) + _real_results(real, tables) + _ablations(real)
+
+
+def _ablations(real: dict[str, Any]) -> str:
+    """What each ``abl:`` row changes in ``recall`` (bench/_recall_ablations.py)."""
+    from bench._recall_ablations import ABLATIONS
+
+    rows = [[f"`{n}`", ABLATIONS[n][0]] for n in real["strategies"] if n in ABLATIONS]
+    if not rows:
+        return ""
+    return f"""
+Ablations: each `abl:` row is `recall` with one choice changed, registered as a strategy for
+the run and measured through the same path, in the same run:
+
+{table(["ablation", "what changes"], rows)}
+"""
 
 
 def _real_method(real: dict[str, Any]) -> str:

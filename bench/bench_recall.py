@@ -18,7 +18,7 @@ chats with ``memchat import`` and scores the contexts ``memchat context`` builds
 baselines that fill the whole budget; it runs when that data is present (outside the repo).
 
     python bench/bench_recall.py [--quick] [--embed-all] [--no-real | --real-only]
-        [--real-limit N] [--real-strategies a,b]
+        [--real-limit N] [--real-strategies a,b] [--no-ablations]
 """
 
 from __future__ import annotations
@@ -294,6 +294,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--real-strategies", default="", metavar="A,B", help="real arm: only these strategies"
     )
+    parser.add_argument(
+        "--no-ablations", action="store_true", help="real arm: skip the ablations of recall"
+    )
     return parser
 
 
@@ -321,12 +324,18 @@ def generated(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
 
 def real(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
     """The real-conversation arm; a quick run asks 5 questions per chat unless told."""
-    from memchat.strategies import STRATEGY_NAMES
+    from bench._recall_ablations import register
+    from bench._recall_real import EMBEDDED
+    from memchat.strategies import LOCAL_DEFAULT_STRATEGY, STRATEGIES, STRATEGY_NAMES
 
+    ablations = register()
     names = [n.strip() for n in args.real_strategies.split(",") if n.strip()]
-    unknown = sorted(set(names) - set(STRATEGY_NAMES))
+    unknown = sorted({n.removesuffix(EMBEDDED) for n in names} - set(STRATEGIES))
     if unknown:
-        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGY_NAMES)}")
+        raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
+    if not names:
+        embedded = LOCAL_DEFAULT_STRATEGY + EMBEDDED
+        names = [*STRATEGY_NAMES, embedded, *([] if args.no_ablations else ablations)]
     limit = args.real_limit or (5 if args.quick else None)
     result = run_real(limit, names or None, embedder)
     if result is not None:

@@ -1,0 +1,53 @@
+"""Ablations of the default ``recall`` strategy for the real-conversation arm.
+
+Each variant changes one choice of ``recall`` and is registered in the strategy registry under
+``abl:<name>`` for this process only, so the arm measures it through the user's path (settings,
+``build_session``, ``context_for``) exactly like the named strategies, in the same run.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from memchat.core.memory import CacheAware
+from memchat.core.memory.recall import RecallMemory
+from memchat.strategies import STRATEGIES
+
+__all__ = ["ABLATIONS", "register"]
+
+# name -> (what changes, RecallMemory keyword arguments, ConversationIndex keyword arguments)
+ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
+    "abl:tail-10%": ("recent tail 10 % of the budget (default 20 %)", {"share": 0.9}, {}),
+    "abl:tail-40%": ("recent tail 40 % of the budget", {"share": 0.6}, {}),
+    "abl:fixed-30%": (
+        "fixed shares as before: window 70 %, recall 30 %, at most 10 messages",
+        {"share": 0.3, "k": 10},
+        {},
+    ),
+    "abl:no-neighbour": ("no raise from neighbouring messages", {}, {"neighbour": 0.0}),
+    "abl:no-paired": (
+        "no embedding of the message with the one before it",
+        {},
+        {"weights": (1.0, 1.0, 0.0)},
+    ),
+    "abl:no-dates": ("no raise for the day a question names", {}, {"date_boost": 0.0}),
+    "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
+    "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
+}
+
+
+def _factory(strategy_kw: dict[str, Any], index_kw: dict[str, Any]) -> Any:
+    def make(*, embedder: Any = None, **_: Any) -> RecallMemory:
+        from memchat.retrieval import ConversationIndex
+
+        index = ConversationIndex("hybrid", embedder=embedder, **index_kw)
+        return RecallMemory(index, CacheAware(), **strategy_kw)
+
+    return make
+
+
+def register() -> list[str]:
+    """Put every ablation in the registry; returns their names."""
+    for name, (_, strategy_kw, index_kw) in ABLATIONS.items():
+        STRATEGIES[name] = _factory(strategy_kw, index_kw)
+    return list(ABLATIONS)
