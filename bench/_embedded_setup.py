@@ -43,6 +43,7 @@ def user_messages(n: int, seed: int) -> list[str]:
 
 DEFAULT_ARM = "chunked (CacheAware) + shift [default]"
 RECALL_ARM = "recall (providers' default) + shift"
+LOCAL_RECALL_ARM = "recall-local (embedded default) + shift"
 FLOOR_CONTEXTS = (250, 500, 1000, 1500, 1900)
 
 

@@ -35,6 +35,7 @@ from bench._embedded_setup import (  # noqa: E402
     BUDGET,
     DEFAULT_ARM,
     FLOOR_CONTEXTS,
+    LOCAL_RECALL_ARM,
     RECALL_ARM,
     REPLY,
     SYSTEM,
@@ -136,12 +137,13 @@ def bench_trimming(turns: int, drop_after_full: int) -> dict[str, Any]:
         (DEFAULT_ARM, CacheAware(), True, None),
         ("drop-oldest (TokenBudget) + shift", TokenBudget(), True, None),
         (RECALL_ARM, "recall", True, drop_after_full),
+        (LOCAL_RECALL_ARM, "recall-local", True, drop_after_full),
     ]
     out = {}
     for name, strategy, shift, after_full in arms:
         print(f"  (a) {name} ...", flush=True)
-        if strategy == "recall":  # built per run: it holds this conversation's index
-            strategy = make_strategy("recall")
+        if isinstance(strategy, str):  # built per run: it holds this conversation's index
+            strategy = make_strategy(strategy)
         backend = LlamaCppBackend(shift=shift)
         out[name] = run_chat(backend, strategy, texts, name, after_full)
     return out
