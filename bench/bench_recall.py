@@ -326,7 +326,12 @@ def real(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
     """The real-conversation arm; a quick run asks 5 questions per chat unless told."""
     from bench._recall_ablations import register
     from bench._recall_real import EMBEDDED
-    from memchat.strategies import LOCAL_DEFAULT_STRATEGY, STRATEGIES, STRATEGY_NAMES
+    from memchat.strategies import (
+        DEFAULT_STRATEGY,
+        LOCAL_DEFAULT_STRATEGY,
+        STRATEGIES,
+        STRATEGY_NAMES,
+    )
 
     ablations = register()
     names = [n.strip() for n in args.real_strategies.split(",") if n.strip()]
@@ -334,8 +339,8 @@ def real(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
     if not names:
-        embedded = LOCAL_DEFAULT_STRATEGY + EMBEDDED
-        names = [*STRATEGY_NAMES, embedded, *([] if args.no_ablations else ablations)]
+        embedded = [LOCAL_DEFAULT_STRATEGY + EMBEDDED, DEFAULT_STRATEGY + EMBEDDED]
+        names = [*STRATEGY_NAMES, *embedded, *([] if args.no_ablations else ablations)]
     limit = args.real_limit or (5 if args.quick else None)
     result = run_real(limit, names or None, embedder)
     if result is not None:

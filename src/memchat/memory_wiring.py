@@ -23,7 +23,7 @@ __all__ = [
     "summary_strategy",
 ]
 
-LOCAL_RECALL = 1024  # tokens of recall block on the embedded model: ~4-8 s to read on 2 cores
+LOCAL_RECALL = 512  # tokens of recall block on the embedded model: ~4 s to read on 2 cores (Q4_1)
 
 
 def _window(high: float = 1.0, low: float = 0.6) -> MemoryStrategy:

@@ -78,7 +78,7 @@ LOCAL_DEFAULT_STRATEGY = "recall-local"
 """The default on the embedded model: long memory, paid for only by questions.
 
 A CPU reads ~100-270 prompt tokens/s, and a recall block is new text on every turn it is sent.
-``recall-local`` recalls only for a message that asks something, into a block of at most 1,024
+``recall-local`` recalls only for a message that asks something, into a block of at most 512
 tokens: small talk reads just the new message (the cache-aware window, KV cache kept), a
 question about the past pays for what it recalls (docs/benchmarks/recall.md). Without the
 ``embed`` extra the default falls back to ``cache``.
