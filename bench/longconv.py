@@ -4,38 +4,44 @@ One conversation of many chat sessions (a day or two apart, minutes between turn
 are small talk; some tell a fact, and later a question probes it. The questions are written so
 that matching words is not enough:
 
-- paraphrased: by default a question shares no content word with its evidence (Snowball stems,
-  function words aside): fact "today I went skydiving for the first time!", question "When did
-  I jump out of a plane?". A share ``overlap`` of the questions (0.3 by default) uses the variant
-  that shares exactly one word (often a first name: "What name did Omar give the dog?");
-- distractors: most facts come with one or two look-alikes told elsewhere in the conversation,
-  the same kind of fact about another person ("My colleague Omar Costa adopted a puppy called
-  Biscuit.") or the same event on another day ("I failed my driving test today ..."). The
+- paraphrased: a question shares no content word with its evidence (Snowball stems, function
+  words aside): fact "today I went skydiving for the first time!", question "When did I jump
+  out of a plane?". A share ``overlap`` of the questions (0.4 by default; with seed 7, 56 of
+  121) instead asks the variant that shares exactly one word, often a first name ("What name
+  did Omar give the dog?"). BM25 finds few of the first kind and most of the second;
+- distractors: each fact comes with one to three look-alikes told elsewhere: the same kind of
+  fact about another person ("My colleague Omar Costa adopted a puppy called Biscuit."), the
+  same event on another day ("I failed my driving test today ..."), or an older value. The
   question is specific (my own fact, or the person's role or first name), so one turn is right.
 
 The question kinds (``Question.kind``):
 
-- single:     one fact about me, once per conversation ("The doctor confirmed that I am allergic
+- single:     one fact about me, each template once ("The doctor confirmed that I am allergic
   to sesame." -> "Is there any food I have to avoid for health reasons?");
-- distractor: a fact about someone, keyed by their role (asked as a paraphrase: aunt -> "my
-  mum's sister") or first name, with the same fact told about others;
+- distractor: a fact about someone, asked by their role in other words (aunt -> "my mum's
+  sister") or by first name, with the same fact told about others ("My aunt Wanda Brandt
+  bought a house in Tbilisi." -> "Where did my mum's sister purchase a home?");
 - updated:    a fact restated with a new value once or twice; only the newest statement is
-  evidence (the question asks the current value), the older ones are distractors;
-- spread:     a plan told over three turns, the later ones only by reference ("It is at the
-  Roundhouse on May 3."); all three are evidence;
+  evidence (the question asks the current value), the older ones are distractors ("Rent went
+  up again, to 1750 euros." -> "How much does our flat cost us each month?");
+- spread:     a plan told over two or three turns a few minutes to hours apart, the later ones
+  only by reference ("I got two tickets for the Glass Orchard concert." ... "It is at the
+  Roundhouse on September 9." ... "Omar Moreau is coming with me." -> "Which show am I
+  attending, where, and with whom?"); all are evidence;
 - temporal:   "when did I ...?" about an event told as "today I ..."; the evidence turn's date is
-  the answer, and the event is also told about someone else or tried on another day.
+  the answer, and the event is also told about others or tried on another day.
 
-A role used as a question's key is used by no other fact in the conversation, and a first name
-used as a key by no other fact of the same template, so each question has one right answer;
-``generate`` drops the rare question whose fact sentence is not in exactly one turn. Small talk
-reuses the same first names, places and animals, and some of it uses the questions' vocabulary
-(planes, dogs, rent, teeth, weddings). Fact turns sometimes carry a greeting or a closing
-sentence around the fact. Every question is asked at least ``min_gap`` turns after its newest
-evidence, so a recency window of a few thousand tokens cannot hold it. Questions are probes:
-they are not part of the history. ``generate(sessions=300, seed=7)`` gives ~3,000 turns and
-~120 questions; the same seed always gives the same conversation. The templates are
-hand-written, so the conversation is far more repetitive than a real one.
+A role or first name that keys a question is used by no other fact of the same template (or
+group of templates), so each question has one right answer, and ``generate`` drops the rare
+question whose fact sentence is not in exactly one turn. Small talk reuses the same first
+names, places and animals, and half of it touches the questions' topics without answering them
+(planes, pets, rent, teeth, weddings, coffee). Fact turns sometimes carry a greeting or a
+closing sentence around the fact. Every question is asked at least ``min_gap`` turns after its
+newest evidence, so a recency window of a few thousand tokens cannot hold it. Questions are
+probes: they are not part of the history. ``generate(sessions=300, seed=7)`` gives ~3,000 turns
+and ~120 questions; the same seed always gives the same conversation. The templates are
+hand-written (about 110), so facts and questions repeat shapes far more than a real chat does,
+and the scores move by several points from one seed to another.
 """
 
 from __future__ import annotations
@@ -50,12 +56,15 @@ __all__ = ["LongConversation", "Question", "Turn", "generate"]
 
 START = 1_704_067_200.0  # 2024-01-01 00:00 UTC
 
-NAMES = (
-    "Alice Bruno Carmen Dmitri Elena Farid Greta Hugo Ingrid Jonas Keiko Lars Mira Nadia Omar "
-    "Priya Quentin Rosa Sven Tomas Uma Viktor Wanda Xavier Yusuf Zara Amara Boris Chloe Diego "
-    "Esther Felix Gloria Hassan Irene Jasper Kofi Leila Marco Nora Oscar Pablo Rania Stefan "
-    "Tessa Ulrich Vera Walter Yara Zoltan Anika Bram Celia Dario Emil Fiona Gavin Hana Ivo Julia"
+FEMALE = (
+    "Alice Carmen Elena Greta Ingrid Keiko Mira Nadia Priya Rosa Uma Wanda Zara Amara Chloe "
+    "Esther Gloria Irene Leila Nora Rania Tessa Vera Yara Anika Celia Fiona Hana Julia"
 ).split()
+MALE = (
+    "Bruno Dmitri Farid Hugo Jonas Lars Omar Quentin Sven Tomas Viktor Xavier Yusuf Boris Diego "
+    "Felix Hassan Jasper Kofi Marco Oscar Pablo Stefan Ulrich Walter Zoltan Bram Dario Emil Ivo"
+).split()
+NAMES = FEMALE + MALE
 SURNAMES = "Brandt Costa Novak Lindqvist Okafor Moreau Tanaka Rossi Kowalski Silva".split()
 CITIES = (
     "Lisbon Porto Madrid Valencia Lyon Marseille Turin Naples Vienna Graz Prague Brno Krakow "
@@ -90,6 +99,9 @@ ROLES = {
     "mentor": "adviser at work",
     "classmate": "old study buddy",
 }
+SHE = {"sister", "aunt", "niece", "grandmother", "mother-in-law", "godmother"}
+HE = {"brother", "uncle", "nephew", "grandfather", "father-in-law"}
+OLD = {"grandmother", "grandfather", "mother-in-law", "father-in-law", "godmother"}
 RELATIVES = "sister brother cousin aunt uncle niece nephew grandmother grandfather".split()
 ANIMALS = {"kitten": "cat", "puppy": "dog", "bunny": "rabbit", "parakeet": "bird"}
 ITEMS = {
@@ -100,7 +112,7 @@ ITEMS = {
     "projector": "beamer",
     "suitcase": "travel luggage",
     "kayak": "paddle boat",
-    "sewing machine": "stitching gadget",
+    "blender": "smoothie maker",
 }
 TOPICS = (
     "weather groceries laundry podcast documentary recipe traffic meeting deadline gym garden "
@@ -146,9 +158,12 @@ POOLS: dict[str, Pool] = {
     "book": ["Middlemarch", "Dune", "Stoner", "Pedro Paramo", "The Leopard", "Solaris"],
     "place": ["salsa night", "train station", "friend's wedding", "climbing gym", "book fair"],
     "blood": ["O negative", "A positive", "B negative", "AB positive", "O positive"],
+    "film": ["Amelie", "Stalker", "Spirited Away", "The Big Lebowski", "Cinema Paradiso"],
+    "lucky": "3 4 7 9 13 21".split(),
+    "dish": ["lamb tagine", "mushroom risotto", "roast chicken", "seafood paella"],
     "hour": "5:30 5:45 6:00 6:15 6:45 7:00".split(),
-    "job": ["nurse", "sound engineer", "data analyst", "pastry chef", "architect", "paramedic"]
-    + ["translator", "tax adviser", "park ranger", "dental hygienist", "copywriter", "pilot"],
+    "job": ["a nurse", "a sound engineer", "a data analyst", "a pastry chef", "an architect"]
+    + ["a paramedic", "a translator", "a tax adviser", "a park ranger", "a copywriter", "a pilot"],
     "company": "Brightwell Norrland Tessaro Quillfield Maplewood Orbis Halvard Kestrel".split(),
     "task": ["the house move", "painting the kitchen", "fixing the garden fence"]
     + ["assembling a wardrobe", "a birthday party", "a job application", "repairing a bicycle"],
@@ -188,7 +203,8 @@ class _Family:
     questions: tuple[str, str]
     distractors: tuple[str, ...] = ()
     reuse: bool = False  # may be asked again, about another person or item
-    group: str = ""  # families sharing a group share first-name keys
+    group: str = ""  # families sharing a group share their role and first-name keys
+    young: bool = False  # the person is no grandparent, parent-in-law or godparent
 
 
 def _f(
@@ -198,9 +214,10 @@ def _f(
     *d: str,
     reuse: bool = False,
     group: str = "",
+    young: bool = False,
 ) -> _Family:
     told = (statements,) if isinstance(statements, str) else statements
-    return _Family(told, (q, q1), d, reuse, group)
+    return _Family(told, (q, q1), d, reuse, group, young)
 
 
 SINGLE = [
@@ -246,6 +263,30 @@ SINGLE = [
        "When am I up?", "{first2} sleeps until {hour2} on weekdays."),
     _f("My blood type is {blood}.", "Which group am I for transfusions?",
        "What is my blood group?", "{first2} has blood type {blood2}, the rare one."),
+    _f("I'm left-handed, which makes scissors a nightmare.", "Do I write with my right?",
+       "Which hand do I write with?", "{first2} is left-handed and always sits at the end."),
+    _f("My favourite film is {film}, I have seen it a dozen times.",
+       "Which movie could I watch over and over?", "Which film do I love most?",
+       "{first2} thinks {film2} is the greatest film ever made."),
+    _f("I volunteer at the animal shelter on weekends.",
+       "Where do I help out for free on Saturdays and Sundays?", "Where do I volunteer?",
+       "{first2} volunteers at the food bank."),
+    _f("I can't stand coriander, it tastes like soap to me.", "Which herb do I hate?",
+       "What herb tastes bad to me?", "{first2} puts coriander on everything."),
+    _f("My grandmother taught me to knit when I was seven.",
+       "Who showed me how to make scarves with yarn as a kid?", "Who got me knitting?",
+       "{first2} learned to knit from videos last winter."),
+    _f("I have a scar on my chin from falling off a swing.", "How did I get the mark on my face?",
+       "Where is my scar?", "{first2} has a scar on the knee from football."),
+    _f("I keep the spare key under the blue flowerpot.",
+       "Where do I hide a backup for the front door?", "Where is my hidden key?",
+       "{first2} leaves a key with the neighbours."),
+    _f("I'm colour-blind, I mix up red and green.", "Do I have any problem with my eyesight?",
+       "Which colours do I confuse?", "{first2} is short-sighted and loses glasses constantly."),
+    _f("My lucky number is {lucky}.", "Which digit brings me good fortune?",
+       "Which number do I consider fortunate?", "{first2} swears by the number {lucky2}."),
+    _f("I have a season ticket for the opera.", "What do I hold a yearly pass for?",
+       "Which ticket do I hold all year?", "{first2} has a season ticket for the football."),
 ]  # fmt: skip
 
 DISTRACTOR = [
@@ -256,11 +297,11 @@ DISTRACTOR = [
     _f("My {role} {name} just had a baby girl called {baby}.",
        "What is my {rolep}'s newborn daughter's name?", "What is the name of {first}'s daughter?",
        "My {role2} {name2} just had a baby boy called {baby2}.",
-       "{first} keeps sending me photos of the nursery."),
-    _f("My {role} {name} started a new job as a {job}.",
+       "{first} keeps sending me photos of the nursery.", young=True),
+    _f("My {role} {name} started a new job as {job}.",
        "What does my {rolep} do for a living now?", "What does {first} do for a living now?",
-       "My {role2} {name2} started a new job as a {job2}.",
-       "{first} used to work as a {job3} but hated it."),
+       "My {role2} {name2} started a new job as {job2}.",
+       "{first} used to work as {job3} but hated it."),
     _f("My {role} {name} is getting married in {city} on {date}.",
        "Where is my {rolep}'s wedding taking place?", "Where is {first}'s wedding?",
        "My {role2} {name2} is getting married in {city2} on {date2}."),
@@ -289,7 +330,8 @@ UPDATED = [
     _f(("I finally bought a car, a {color} {car}.",
         "I sold the old car and got a {color2} {car2} instead.",
         "Traded in again, and now I have a {color3} {car3}."),
-       "What am I driving at the moment?", "Which car do I own right now?"),
+       "What am I driving at the moment?", "Which car do I own right now?",
+       "My very first car was a {color4} {car4} that broke down every week."),
     _f(("The new wifi password is {pw}.", "I changed the wifi password, it is {pw2} now.",
         "Wifi password changed once more: {pw3}."),
        "What is the code to get online at home?", "What is the current wifi code?"),
@@ -300,8 +342,8 @@ UPDATED = [
         "The landlord raised the rent, we pay {euros2} euros now.",
         "Rent went up again, to {euros3} euros."),
        "How much does our flat cost us each month?", "What is our rent at the moment?"),
-    _f(("I started a new job as a {job} at {company}.",
-        "I switched jobs: I am now a {job2} at {company2}.",
+    _f(("I started a new job as {job} at {company}.",
+        "I switched jobs: I am now {job2} at {company2}.",
         "New role again, {job3} at {company3} this time."),
        "Where am I employed at the moment?", "What is my job these days?"),
     _f(("My {act} class is on {weekday} evenings.", "The {act} class moved to {weekday2} evenings.",
@@ -329,7 +371,7 @@ SPREAD = [
        "Where and when are we celebrating being together another year?",
        "Where is our anniversary dinner?",
        "{first2} celebrated an anniversary at {restaurant2} last month."),
-    _f(("I have an interview for a {job} position.", "It is at the {company} office in {city}.",
+    _f(("I have an interview for a job as {job}.", "It is at the {company} office in {city}.",
         "They want me there on {date} at ten."),
        "Which employer is seeing me, and when?", "When is my interview?",
        "{first2} has an interview at {company2} next week."),
@@ -359,6 +401,23 @@ SPREAD = [
        "How far is the fundraising event I am taking part in, and when?",
        "When is the charity event?",
        "{first2} is running {km2} kilometres for charity in {month}."),
+    _f(("I ordered a new sofa.", "It is dark green velvet, {cost} euros.",
+        "Delivery is on {date}."),
+       "What furniture is coming, what did I pay, and when does it arrive?",
+       "When does the sofa arrive?", "{first2} bought a second-hand sofa for {cost2} euros."),
+    _f(("We are planning a weekend in {city}.", "We found a cabin near the lake for it.",
+        "{name} is driving us there on {date}."),
+       "Where are we going for a short break, where are we staying, and who gives us a lift?",
+       "Who is taking us to the lake?", "{first2} spent a weekend in {city2} and hated it."),
+    _f(("My passport expires soon, so I applied for a new one.",
+        "The appointment at the consulate is on {date}.",
+        "I need to bring two photos and {cost} euros."),
+       "When do I go to renew my travel document, and what should I take along?",
+       "When is my passport renewal?", "{first2} lost a passport in {city2} last year."),
+    _f(("I am hosting Sunday lunch for the family.", "The main course will be {dish}.",
+        "{name} is bringing dessert."),
+       "What am I cooking when relatives come over, and who handles the sweet course?",
+       "What is on the menu for Sunday?", "{first2} makes the best {dish2} I know."),
 ]  # fmt: skip
 
 # (what I did, the same told of someone else, paraphrased question, one-word question,
@@ -426,10 +485,22 @@ EVENTS = [
      "When did I master swimming?", ""),
     ("visited the Alhambra", "visited the Alhambra", "When did I tour the Moorish palace?",
      "When did I see the Alhambra?", ""),
+    ("finished reading War and Peace", "finished reading War and Peace",
+     "When did I get through the whole Tolstoy?", "When did I get through the Tolstoy war epic?",
+     ""),
+    ("paid off my student loan", "paid off a student loan",
+     "When did I clear my university debt?", "When did I clear my student debt?", ""),
+    ("climbed Kilimanjaro", "climbed Kilimanjaro",
+     "When did I reach the summit of Africa's highest mountain?", "When did I do Kilimanjaro?",
+     "The tour company cancelled my Kilimanjaro trip today, so that is postponed."),
+    ("had my first flying lesson", "had a first flying lesson",
+     "When did I take the controls of a small aircraft?", "When did I start flying?", ""),
+    ("got my first pair of glasses", "got a first pair of glasses",
+     "When did I start wearing spectacles?", "When did I get glasses?", ""),
 ]  # fmt: skip
 TEMPORAL = [
     _f(f"{{lead}} today I {mine}!", q, q1, f"My {{role2}} {{name2}} {theirs} {{when}}.",
-       *([own] if own else []))
+       f"{{first3}} {theirs} {{when3}}, apparently.", *([own] if own else []))
     for mine, theirs, q, q1, own in EVENTS
 ]  # fmt: skip
 
@@ -440,7 +511,7 @@ FAMILIES = {
     "spread": SPREAD,
     "temporal": TEMPORAL,
 }
-WEIGHTS = {"single": 25, "distractor": 22, "updated": 18, "spread": 12, "temporal": 23}
+WEIGHTS = {"single": 26, "distractor": 20, "updated": 16, "spread": 13, "temporal": 25}
 GAPS = {"spread": (5, 40), "updated": (40, 300)}  # turns between a family's statements
 
 SMALL_TALK = [
@@ -487,6 +558,37 @@ TOPICAL = [  # small talk in the questions' vocabulary
     "Someone at the {t} was talking about skydiving, no thank you.",
     "{n} is thinking about getting a tattoo, I said to wait a week.",
     "A friend of {n}'s is training for a race, I get tired just hearing about it.",
+    "{n} asked me for pet name ideas, I said something food related is always cute.",
+    "Is it true that allergies can show up later in life? {n} thinks so.",
+    "{n} forgot my birthday last year and still apologises for it.",
+    "People keep asking where I am from because of my accent, it is funny.",
+    "{n} wants to raise the kids speaking two languages at home.",
+    "What is the best way to get over being scared of something?",
+    "I tried a new coffee place near the {t}, too bitter for me.",
+    "{n} invited me to a football match in {c}, I might go.",
+    "The roadworks on my way to the office are driving me mad.",
+    "I should really put more money aside each month, the {t} ate my budget.",
+    "{n} still calls me by a silly name from years ago.",
+    "I read that eating less meat is good for the planet, {n} agrees.",
+    "I need new shoes, my old ones are falling apart after the {t}.",
+    "The plants on the windowsill are not doing great, too little sun.",
+    "{n} dragged me to a jazz gig, the trumpet solo was amazing.",
+    "Can you recommend a novel for a long train ride to {c}?",
+    "{n} and their other half are celebrating ten years together.",
+    "My alarm did not go off this morning and I nearly missed the {t}.",
+    "There is a blood drive at the {t} next week, {n} is organising it.",
+    "Scissors for lefties exist, apparently, {n} told me today.",
+    "We watched an old film at the {t}, {n} cried at the end.",
+    "{n} asked if I want to help out at the food bank some Saturday.",
+    "Why does coriander taste so different to different people?",
+    "{n} locked themselves out of the flat again and had to call a locksmith.",
+    "Is a yearly pass for the museum in {c} worth it?",
+    "{n} asked if I can lend them a few tools for the weekend.",
+    "The wifi at the {t} was so slow I gave up.",
+    "My gums are a bit sore, maybe I should book a check-up at some point.",
+    "Landlords in {c} are asking crazy prices, {n} says.",
+    "{n} keeps talking about a surgery date, I hope it goes well.",
+    "The mechanic near the {t} is supposed to be honest and cheap.",
 ]
 REPLIES = [
     "That sounds like quite a day. Taking short breaks can make these things easier.",
@@ -553,13 +655,16 @@ class _Exhausted(Exception):
 class _Values(dict[str, str]):
     """One plan's template values, drawn on first use and distinct within the plan.
 
-    ``name``/``role`` without a suffix is the question's key when ``key`` says so: a key role is
-    used by no other fact of the conversation, a key first name by no other fact of the group.
+    ``name``/``role`` without a suffix is the question's key when ``key`` says so: a key role or
+    first name is used by no other fact of the same family (or group of families).
     """
 
-    def __init__(self, rng: random.Random, used: set[str], group: str, key: str = "") -> None:
+    def __init__(
+        self, rng: random.Random, used: set[str], fam: _Family, group: str, key: str = ""
+    ) -> None:
         super().__init__()
         self.rng, self.used, self.group, self.key = rng, used, group, key
+        self.roles = [r for r in ROLES if not (fam.young and r in OLD)]
 
     def __missing__(self, key: str) -> str:
         base = key.rstrip("0123456789")
@@ -570,7 +675,9 @@ class _Values(dict[str, str]):
         elif base == "role":
             value = self._role(self.key == "role" and not suffix)
         elif base == "name":
-            value = self._name(self.key == "name" and not suffix)
+            role = self.get("role" + suffix, "")
+            names = FEMALE if role in SHE else MALE if role in HE else NAMES
+            value = self._name(self.key == "name" and not suffix, names)
         else:
             value = self._pick(base, POOLS[base])
         self[key] = value
@@ -593,29 +700,32 @@ class _Values(dict[str, str]):
         return pick
 
     def _role(self, key: bool) -> str:
-        taken = self._taken("role")
+        mark, reserved = f"{self.group}:role:", f"{self.group}!role:"
         if key:
-            free = [r for r in ROLES if f"role:{r}" not in self.used]
-            if len(free) < 6:  # keep a few roles for the other facts
+            free = [r for r in self.roles if mark + r not in self.used]
+            if len(free) < 5:  # keep a few roles for the other facts of the group
                 raise _Exhausted("role")
             pick = self.rng.choice(free)
-            self.used.add(f"role!{pick}")
+            self.used.add(reserved + pick)
         else:
-            free = [r for r in ROLES if f"role!{r}" not in self.used and r not in taken]
+            taken = self._taken("role")
+            free = [r for r in self.roles if reserved + r not in self.used and r not in taken]
             pick = self.rng.choice(free)
-        self.used.add(f"role:{pick}")
+        self.used.add(mark + pick)
         return pick
 
-    def _name(self, key: bool) -> str:
+    def _name(self, key: bool, names: list[str]) -> str:
         firsts = {v.split()[0] for v in self._taken("name")}
         mark, reserved = f"{self.group}:", f"{self.group}!"
         free = [
             f
-            for f in NAMES
+            for f in names
             if f not in firsts
             and reserved + f not in self.used
             and not (key and mark + f in self.used)
         ]
+        if not free:
+            raise _Exhausted("name")
         first = self.rng.choice(free)
         if key:
             self.used.add(reserved + first)
@@ -646,7 +756,7 @@ def _build(rng: random.Random, used: set[str], kind: str, i: int, variant: int) 
     question = fam.questions[variant]
     key = "role" if "{rolep}" in question else "name" if "{first}" in question else ""
     before = set(used)
-    values = _Values(rng, used, fam.group or f"{kind}{i}", key)
+    values = _Values(rng, used, fam, fam.group or f"{kind}{i}", key)
     told = fam.statements
     if kind == "updated" and len(told) > 2:
         told = told[: rng.choice((2, 3))]
@@ -679,7 +789,7 @@ def _reply(rng: random.Random, user: str) -> str:
 
 
 def _small_talk(rng: random.Random) -> str:
-    template = rng.choice(TOPICAL if rng.random() < 0.35 else SMALL_TALK)
+    template = rng.choice(TOPICAL if rng.random() < 0.5 else SMALL_TALK)
     return template.format(
         t=rng.choice(TOPICS),
         n=rng.choice(NAMES),
@@ -708,7 +818,7 @@ def generate(
     *,
     per_turns: int = 25,
     min_gap: int = 120,
-    overlap: float = 0.3,
+    overlap: float = 0.4,
 ) -> LongConversation:
     """A conversation of ``sessions`` sessions, one question per ``per_turns`` turns.
 
