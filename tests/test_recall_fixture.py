@@ -266,6 +266,7 @@ def test_the_budget_is_never_exceeded(shared: Shared, budget: int, question: str
 @PROPERTY
 @given(budget=BUDGETS, question=ASKED)
 @example(budget=1500, question=DENTAL)
+@example(budget=2503, question=DENTAL)  # found by hypothesis: top-ups lost passed-over hits
 @example(budget=150, question=DENTAL)
 def test_the_budget_is_filled_while_messages_are_left_out(
     shared: Shared, budget: int, question: str

@@ -19,6 +19,7 @@ import time
 import weakref
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
+from itertools import chain
 from typing import Protocol, runtime_checkable
 
 from ..errors import UsageError
@@ -48,7 +49,7 @@ RECALL_HEADER = "Recalled from earlier in this conversation (oldest first, dates
 MIN_CUT = 24  # the best message is cut to fit only if at least this many tokens are left
 MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this are left
 MISSES = 40  # ... or once this many hits in a row did not fit
-TOP_UPS = 2  # passes that add hits to the room the exact count of the block leaves
+TOP_UPS = 4  # passes that add hits to the room the exact count of the block leaves
 DEPTH = 300  # hits asked of the retriever per turn
 
 
@@ -252,13 +253,17 @@ class _Fill:
         self.where = _message_map(history)
         self.days: set[str] = set()
         self.picks: list[_Pick] = []
+        self.passed: list[Hit] = []  # hits that did not fit: tried again by the next take
 
     def take(self, room: int) -> bool:
         """Add the next hits that fit ``room`` more tokens (by estimate); False if none did."""
         before, misses = len(self.picks), 0
         if before >= self.k:
             return False
-        for key, score in self.hits:
+        retry, self.passed = self.passed, []
+        for (key, score), retried in chain(
+            ((h, True) for h in retry), ((h, False) for h in self.hits)
+        ):
             at = self.where.get(key)
             if at is None or key in self.sent:
                 continue
@@ -267,7 +272,8 @@ class _Fill:
             header = 0 if day in self.days else self.costs.day(day)
             text, cost = self._fit(_line(msg), self.costs.line(msg) + header, header, room)
             if not text:
-                misses += 1
+                self.passed.append((key, score))
+                misses += not retried
                 if misses >= MISSES:
                     break
                 continue
