@@ -214,7 +214,7 @@ def time_large(turns_wanted: int, embed_all: bool, embedder: Any) -> dict[str, A
     rng = np.random.default_rng(0)
     probes = [conv.turns[int(i)].user for i in rng.integers(0, n, 30)]
     out: dict[str, Any] = {"turns": n, "build_s": build, "index_bytes": held}
-    out["vector_bytes"] = index.vectors.nbytes if index.vectors else 0
+    out["vector_bytes"] = index.nbytes
     for name, strategy in strategies.items():
         wall, cpu = [], []
         for text in probes:

@@ -39,7 +39,6 @@ __all__ = [
     "Retriever",
     "RoundIndex",
     "asks",
-    "round_key",
 ]
 
 log = logging.getLogger("memchat")
@@ -51,11 +50,6 @@ MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this a
 MISSES = 40  # ... or once this many hits in a row did not fit
 TOP_UPS = 4  # passes that add hits to the room the exact count of the block leaves
 DEPTH = 300  # hits asked of the retriever per turn
-
-
-def round_key(rnd: Round) -> str:
-    """The id of a round's first message."""
-    return rnd[0].id
 
 
 class Retriever(Protocol):
