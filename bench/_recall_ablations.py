@@ -7,13 +7,15 @@ Each variant changes one choice of ``recall`` and is registered in the strategy 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
+from bench._common import table
 from memchat.core.memory import CacheAware
 from memchat.core.memory.recall import RecallMemory
 from memchat.strategies import STRATEGIES
 
-__all__ = ["ABLATIONS", "register"]
+__all__ = ["ABLATIONS", "notes", "register"]
 
 # name -> (what changes, RecallMemory keyword arguments, ConversationIndex keyword arguments)
 ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -51,3 +53,25 @@ def register() -> list[str]:
     for name, (_, strategy_kw, index_kw) in ABLATIONS.items():
         STRATEGIES[name] = _factory(strategy_kw, index_kw)
     return list(ABLATIONS)
+
+
+def notes(methods: Sequence[str]) -> str:
+    """The report's words on the ``@embedded`` rows and what each ``abl:`` row changes."""
+    rows = [[f"`{n}`", ABLATIONS[n][0]] for n in methods if n in ABLATIONS]
+    embedded = """
+Rows `NAME@embedded` run the strategy with the embedded model's settings (`--backend local`:
+SmolLM2's own tokenizer, a 8,192-token context window, so no reply reserve at these budgets);
+`recall-local` is the embedded default (recall only for a message that asks something, block of
+at most 512 tokens; every question here asks, so the cap is what limits it).
+"""
+    if not rows:
+        return embedded
+    return (
+        embedded
+        + f"""
+Ablations: each `abl:` row is `recall` with one choice changed, registered as a strategy for
+the run and measured through the same path, in the same run:
+
+{table(["ablation", "what changes"], rows)}
+"""
+    )

@@ -264,31 +264,9 @@ def _write_real(real: dict[str, Any], section: str) -> None:
 
 
 def _real_markdown(real: dict[str, Any], tables: dict[str, str]) -> str:
-    return _real_method(real) + _real_results(real, tables) + _ablations(real)
+    from bench._recall_ablations import notes
 
-
-def _ablations(real: dict[str, Any]) -> str:
-    """What each ``abl:`` row changes in ``recall`` (bench/_recall_ablations.py)."""
-    from bench._recall_ablations import ABLATIONS
-
-    rows = [[f"`{n}`", ABLATIONS[n][0]] for n in real["strategies"] if n in ABLATIONS]
-    embedded = """
-Rows `NAME@embedded` run the strategy with the embedded model's settings (`--backend local`:
-SmolLM2's own tokenizer, a 8,192-token context window, so no reply reserve at these budgets);
-`recall-local` is the embedded default (recall only for a message that asks something, block of
-at most 512 tokens; every question here asks, so the cap is what limits it).
-"""
-    if not rows:
-        return embedded
-    return (
-        embedded
-        + f"""
-Ablations: each `abl:` row is `recall` with one choice changed, registered as a strategy for
-the run and measured through the same path, in the same run:
-
-{table(["ablation", "what changes"], rows)}
-"""
-    )
+    return _real_method(real) + _real_results(real, tables) + notes(real["strategies"])
 
 
 def _real_method(real: dict[str, Any]) -> str:
