@@ -179,6 +179,44 @@ def test_conversation_id_becomes_the_cache_key(backend: ScriptedBackend) -> None
     assert backend.params[0].cache_key == "conv-7"
 
 
+def test_turn_params_override_the_sessions_for_that_turn_only(backend: ScriptedBackend) -> None:
+    from memchat.core import GenerationParams
+
+    class NullStore:
+        def append(self, conversation_id: str, messages: object) -> None:
+            pass
+
+    base = GenerationParams(max_tokens=256, temperature=0.7, stop=("END",))
+    session = ChatSession(backend, params=base, store=NullStore(), conversation_id="c")  # type: ignore[arg-type]
+    session.send("one", GenerationParams(max_tokens=8, seed=3)).consume()
+    session.ask("two")
+    first, second = backend.params
+    assert (first.max_tokens, first.temperature, first.seed, first.stop) == (8, 0.7, 3, ("END",))
+    assert first.cache_key == "c"
+    assert second == GenerationParams(max_tokens=256, temperature=0.7, stop=("END",), cache_key="c")
+
+
+def test_finish_reason_is_the_backends_last_chunk() -> None:
+    from collections.abc import Iterator, Sequence
+
+    from memchat.core import ApproxCounter, Chunk, GenerationParams, Message
+
+    class Cut:
+        model, context_window = "cut", 4096
+
+        def token_counter(self) -> ApproxCounter:
+            return ApproxCounter()
+
+        def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]:
+            yield Chunk("partial")
+            yield Chunk("", "length", Usage(5, 2))
+
+    reply = ChatSession(Cut()).send("hi")
+    assert reply.finish_reason is None
+    assert reply.consume() == "partial"
+    assert reply.finish_reason == "length"
+
+
 def test_nul_is_removed_and_broken_unicode_rejected(backend: ScriptedBackend) -> None:
     session = ChatSession(backend)
     session.ask("a\x00b")

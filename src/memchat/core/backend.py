@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from typing import Protocol, runtime_checkable
 
 from .messages import Message
@@ -22,6 +22,18 @@ class GenerationParams:
     seed: int | None = None
     stop: tuple[str, ...] = ()
     cache_key: str | None = None
+
+    def merge(self, overrides: GenerationParams | None) -> GenerationParams:
+        """These params with every field that ``overrides`` sets (not None, a non-empty
+        ``stop``) taken from it: a request's own settings over a session's."""
+        if overrides is None:
+            return self
+        changes = {
+            f.name: getattr(overrides, f.name)
+            for f in fields(overrides)
+            if getattr(overrides, f.name) not in (None, ())
+        }
+        return replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)

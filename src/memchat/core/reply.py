@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from .backend import Usage
+from .backend import GenerationParams, Usage
 from .memory import Context
 from .messages import Message
 
@@ -37,14 +37,26 @@ class Reply:
     ``notices`` collects what happened on the way (input cut, trimmed and retried, rate limited
     and retrying, summary updated); set ``on_notice`` before iterating to hear each one as it
     happens, e.g. to show "retrying in 3 s" while the reply has no text yet.
+
+    ``finish_reason`` is the backend's own once the stream has ended: ``"stop"`` (the model
+    ended it, or a stop string did) or ``"length"`` (cut at ``max_tokens`` or the context).
+    ``params`` are this turn's own generation settings, merged over the session's.
     """
 
-    def __init__(self, session: ChatSession, message: Message, notices: list[str]) -> None:
+    def __init__(
+        self,
+        session: ChatSession,
+        message: Message,
+        notices: list[str],
+        params: GenerationParams | None = None,
+    ) -> None:
         self._session = session
         self.message = message
         self.notices = notices
+        self.params = params
         self.on_notice: Callable[[str], None] | None = None
         self.text = ""
+        self.finish_reason: str | None = None
         self.usage: Usage | None = None
         self.context: Context | None = None
         self.done = False

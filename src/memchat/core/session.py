@@ -72,10 +72,14 @@ class ChatSession:
         self._upkeep_due = False  # the last turn's index and summary work has not run yet
 
     # -- turns ------------------------------------------------------------------------------
-    def send(self, text: str) -> Reply:
-        """Start a turn. Raises UsageError for an empty message before anything is sent."""
+    def send(self, text: str, params: GenerationParams | None = None) -> Reply:
+        """Start a turn. Raises UsageError for an empty message before anything is sent.
+
+        ``params`` are this turn's generation settings (a server request's ``max_tokens``,
+        ``temperature``, …); each one set overrides the session's ``params`` for this turn only.
+        """
         message, notices = self._fit_input(text)
-        return Reply(self, message, notices)
+        return Reply(self, message, notices, params)
 
     def ask(self, text: str) -> str:
         """Send and return the whole reply text."""
@@ -122,9 +126,10 @@ class ChatSession:
             self._notice(reply, note)
         for attempt in (1, 2):
             reply.context = self.strategy.select(self.history, budget)
+            reply.finish_reason = None
             started = False
             try:
-                stream = self.backend.stream(reply.context.messages, self._params())
+                stream = self.backend.stream(reply.context.messages, self._params(reply.params))
                 with closing_stream(stream):
                     for chunk in stream:
                         if chunk.status:
@@ -135,6 +140,8 @@ class ChatSession:
                             yield chunk.text
                         if chunk.usage is not None:
                             reply.usage = chunk.usage
+                        if chunk.finish_reason is not None:
+                            reply.finish_reason = chunk.finish_reason
                 return
             except ContextTooLong:
                 if started or attempt == 2:
@@ -142,10 +149,11 @@ class ChatSession:
                 budget = Budget(budget.window - budget.available // 4, budget.reserve_for_reply)
                 self._notice(reply, "context too long for the model: trimmed harder and retried")
 
-    def _params(self) -> GenerationParams:
-        if self.params.cache_key is None and self.conversation_id:
-            return replace(self.params, cache_key=self.conversation_id)
-        return self.params
+    def _params(self, overrides: GenerationParams | None = None) -> GenerationParams:
+        params = self.params.merge(overrides)
+        if params.cache_key is None and self.conversation_id:
+            return replace(params, cache_key=self.conversation_id)
+        return params
 
     def _commit(self, reply: Reply) -> None:
         answer = Message("assistant", reply.text)
