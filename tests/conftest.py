@@ -15,6 +15,8 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
         if key.startswith(("MEMCHAT_", "OPENAI_")) and key != "MEMCHAT_TEST_PG_DSN":
             monkeypatch.delenv(key, raising=False)
     monkeypatch.setenv("MEMCHAT_HOME", str(tmp_path_factory.mktemp("memchat-home")))
+    # converted weights (~140 MB) are made once per test run, not once per temporary home
+    monkeypatch.setenv("MEMCHAT_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))
 
 
 @pytest.fixture

@@ -29,6 +29,7 @@ __all__ = [
 BACKEND_NAMES = ("local", "openai", "echo", "fake")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 LOCAL_CONTEXT = 8192
+WEIGHTS = ("auto", "q8_0", "f16", "original")  # the embedded model's (backends/_llama_convert)
 DEFAULT = "default"
 
 
@@ -54,6 +55,8 @@ class Settings:
     kv_shift: bool = True
     kv_cache_mb: int = 512
     threads: int | None = None
+    weights: str = "auto"
+    model_cache: str = ""  # converted weights; default $MEMCHAT_HOME/models
     config_path: str = ""
     prices: Mapping[str, Any] = field(default_factory=dict)
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -193,6 +196,8 @@ _SPECS = (
     _Spec("kv_shift", _bool, ("MEMCHAT_KV_SHIFT",)),
     _Spec("kv_cache_mb", _number(int, 0, inclusive=True), ("MEMCHAT_KV_CACHE_MB",)),
     _Spec("threads", _number(int, 1, inclusive=True), ("MEMCHAT_THREADS",)),
+    _Spec("weights", _name(WEIGHTS), ("MEMCHAT_WEIGHTS",)),
+    _Spec("model_cache", _path, ("MEMCHAT_MODEL_CACHE",)),
 )
 _KEYS = {s.key for s in _SPECS}
 _FLAG_ONLY = {"config", "home"}
@@ -318,6 +323,8 @@ def _derive(values: dict[str, Any], sources: dict[str, str], home: str) -> None:
         values["model"] = DEFAULT_OPENAI_MODEL
     if "store_url" not in values:
         values["store_url"] = f"sqlite:///{Path(home) / 'memchat.db'}"
+    if "model_cache" not in values:
+        values["model_cache"] = str(Path(home) / "models")
     budget, reserve = values.get("budget"), values.get("reserve")
     if budget is not None and reserve is not None and reserve >= budget:
         raise ConfigError(

