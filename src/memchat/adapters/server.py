@@ -1,113 +1,94 @@
 """An OpenAI-compatible HTTP server with stateful conversations (Starlette).
 
     POST /v1/chat/completions   JSON or SSE (``stream: true``), the OpenAI wire format
+    POST /v1/tokenize           token ids and count of a text or a message list
+    POST /v1/tokenize/count     the count only
     GET  /v1/models             the one model this server runs
     GET  /v1/conversations      this caller's stored conversations
     GET  /v1/conversations/{id} one conversation's messages
     DELETE /v1/conversations/{id}
 
-Stateless by default: the client's messages are the history (untrusted: roles and content are
-checked) and memchat's strategy trims them to the budget. Stateful when the request names a
-conversation (header ``X-Memchat-Conversation`` or body field ``conversation``): the server keeps
-the history, the client sends only the new user message, and memory (trimming, summary, recall)
-applies. ``conversation: "new"`` starts one; its id comes back in the same header.
+Stateless by default: the client's messages are the history (untrusted: roles, content and
+sizes are checked) and memchat's strategy trims them to the budget. Stateful when the request
+names a conversation (header ``X-Memchat-Conversation`` or body field ``conversation``): the
+server keeps the history, the client sends only the new user message, and memory (trimming,
+summary, recall) applies. ``conversation: "new"`` starts one; its id comes back in the same
+header.
+
+Request parameters are honoured or refused as ``_server_params`` lists (never silently
+dropped); the limits of one request are ``ServerLimits`` (``_server_body``). Turns run
+concurrently, each on its own worker thread (``_server_turn``); one conversation runs one turn
+at a time, and a second request for it meanwhile is a 409 (``_server_sessions``). Only the
+embedded model serialises, on its own lock, because it decodes one reply at a time.
 
 With ``keys`` set, requests need ``Authorization: Bearer <key>``, and each key sees only its own
-conversations. memchat errors map to OpenAI-shaped error JSON with the matching HTTP status.
+conversations. Every error is OpenAI-shaped JSON (``_server_errors``).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import threading
-import time
-import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from typing import Any
 
+import anyio
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..core.errors import (
-    AuthError,
-    BackendTimeout,
-    BackendUnavailable,
-    ConfigError,
-    ContextTooLong,
-    InputError,
-    MemchatError,
-    NotFound,
-    RateLimited,
-    UsageError,
-)
+from ..core.errors import ConfigError, MemchatError, NotFound
 from ..core.messages import Message
-from ..core.session import ChatSession, Reply
+from ..core.session import ChatSession
 from ..core.store import Store
+from ..core.tokens import TokenCounter, prompt_tokens
+from ..tokenizers import token_ids
+from ._server_body import ServerLimits, read_json
+from ._server_errors import ApiError, error_response
+from ._server_params import ChatRequest, parse_chat, parse_tokenize
+from ._server_sessions import Sessions
+from ._server_turn import Turn
 
-__all__ = ["HEADER", "build_server"]
+__all__ = ["HEADER", "ServerLimits", "build_server"]
 
 HEADER = "X-Memchat-Conversation"
 SessionFactory = Callable[[Store | None, str | None, list[Message]], ChatSession]
+Release = Callable[[], None]
 
 
-def _status(exc: MemchatError) -> tuple[int, str]:
-    table: list[tuple[type[MemchatError], int, str]] = [
-        (RateLimited, 429, "rate_limit_exceeded"),
-        (ContextTooLong, 400, "context_length_exceeded"),
-        (AuthError, 502, "upstream_auth_error"),
-        (BackendTimeout, 504, "timeout"),
-        (BackendUnavailable, 502, "upstream_unavailable"),
-        (NotFound, 404, "not_found"),
-        (UsageError, 400, "invalid_request_error"),
-        (ConfigError, 500, "server_config_error"),
-    ]
-    for cls, status, code in table:
-        if isinstance(exc, cls):
-            return status, code
-    return 502, "backend_error"
-
-
-def error_response(exc: MemchatError) -> JSONResponse:
-    status, code = _status(exc)
-    body = {"error": {"message": str(exc), "type": code, "code": code, "param": None}}
-    return JSONResponse(body, status_code=status)
-
-
-def _parse_messages(raw: Any) -> list[Message]:
-    if not isinstance(raw, list) or not raw:
-        raise InputError("'messages' must be a non-empty array")
-    out = []
-    for i, item in enumerate(raw):
-        if not isinstance(item, dict):
-            raise InputError(f"messages[{i}] must be an object")
-        role = "system" if item.get("role") == "developer" else item.get("role")
-        content = item.get("content")
-        if isinstance(content, list):  # content parts: keep the text ones
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        try:
-            out.append(Message.from_dict({"role": role, "content": content}))
-        except InputError as exc:
-            raise InputError(f"messages[{i}]: {exc}") from None
-    if out[-1].role != "user":
-        raise InputError("the last message must be from the user")
-    return out
+def _nothing() -> None:
+    pass
 
 
 class _Server:
-    """The conversation registry: one session per (owner, conversation), one turn at a time."""
+    """The app's state: the session factory, the store, the sessions and the turn limiter."""
 
     def __init__(
-        self, make_session: SessionFactory, store: Store | None, model: str, keys: frozenset[str]
+        self,
+        make_session: SessionFactory,
+        store: Store | None,
+        model: str,
+        keys: frozenset[str],
+        limits: ServerLimits,
     ) -> None:
         self.make_session = make_session
         self.store = store
         self.model = model
         self.keys = keys
-        self.sessions: dict[str, ChatSession] = {}
-        self.lock = threading.Lock()  # one model, one turn at a time
+        self.limits = limits
+        self.sessions = Sessions(lambda cid: make_session(store, cid, []), limits.max_idle_sessions)
+        self._limiter: anyio.CapacityLimiter | None = None
+        self._counter: TokenCounter | None = None
+        self._counter_lock = threading.Lock()
+
+    @property
+    def limiter(self) -> anyio.CapacityLimiter:
+        """Worker threads for turns (made in the event loop, on first use)."""
+        if self._limiter is None:
+            self._limiter = anyio.CapacityLimiter(self.limits.max_concurrent_turns)
+        return self._limiter
 
     def owner(self, request: Request) -> str:
         if not self.keys:
@@ -115,163 +96,96 @@ class _Server:
         auth = request.headers.get("authorization", "")
         key = auth.removeprefix("Bearer ").strip()
         if key not in self.keys:
-            raise _Unauthorized()
+            raise ApiError(401, "missing or invalid API key", "invalid_api_key")
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def session_for(
-        self, owner: str, body: dict[str, Any], request: Request, messages: list[Message]
-    ) -> ChatSession:
-        name = request.headers.get(HEADER) or body.get("conversation")
+    def open(
+        self, owner: str, chat: ChatRequest, header: str | None
+    ) -> tuple[ChatSession, Release]:
+        """The request's session, and how to release it (blocking: it may read the store)."""
+        name = header or chat.conversation
         if not name:
-            return self.make_session(None, None, messages[:-1])
+            return self.make_session(None, None, chat.messages[:-1]), _nothing
         if self.store is None:
             raise ConfigError("this server has no store; stateful conversations are off")
         if name == "new":
-            info = self.store.create_conversation(messages[-1].content[:60], owner=owner)
+            info = self.store.create_conversation(chat.messages[-1].content[:60], owner=owner)
         else:
-            info = self.store.find_conversation(str(name), owner=owner)
-        if info.id not in self.sessions:
-            self.sessions[info.id] = self.make_session(self.store, info.id, [])
-        session = self.sessions[info.id]
-        system = [m for m in messages[:-1] if m.role == "system"]
-        if system:
-            session.set_system(system[-1].content)
-        return session
-
-
-class _Unauthorized(Exception):
-    pass
-
-
-def _completion_id() -> str:
-    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
-
-
-def _usage_json(reply: Reply) -> dict[str, Any] | None:
-    u = reply.usage
-    if u is None:
-        return None
-    return {
-        "prompt_tokens": u.prompt_tokens,
-        "completion_tokens": u.completion_tokens,
-        "total_tokens": u.total_tokens,
-        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
-    }
-
-
-def _sse(obj: dict[str, Any]) -> bytes:
-    return f"data: {json.dumps(obj)}\n\n".encode()
-
-
-def _stream_body(server: _Server, reply: Reply, cid: str, include_usage: bool) -> Iterator[bytes]:
-    created = int(time.time())
-    base = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": server.model}
-    with server.lock:
+            info = self.store.find_conversation(name, owner=owner)
+        session = self.sessions.hold(info.id)
         try:
-            yield _sse(
-                {
-                    **base,
-                    "choices": [
-                        {"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}
-                    ],
-                }
-            )
-            for chunk in reply:
-                yield _sse(
-                    {
-                        **base,
-                        "choices": [
-                            {"index": 0, "delta": {"content": chunk}, "finish_reason": None}
-                        ],
-                    }
-                )
-        except MemchatError as exc:
-            status, code = _status(exc)
-            yield _sse({"error": {"message": str(exc), "type": code, "code": status}})
-            return
-        finally:
-            reply.close()
-    yield _sse({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
-    if include_usage:
-        yield _sse({**base, "choices": [], "usage": _usage_json(reply)})
-    yield b"data: [DONE]\n\n"
+            system = [m for m in chat.messages[:-1] if m.role == "system"]
+            if system:
+                session.set_system(system[-1].content)
+        except BaseException:
+            self.sessions.release(info.id)
+            raise
+        return session, lambda: self.sessions.release(info.id)
 
+    def counter(self) -> TokenCounter:
+        """The counter sessions count with (a session's own, so counts always agree)."""
+        with self._counter_lock:
+            if self._counter is None:
+                self._counter = self.make_session(None, None, []).counter
+            return self._counter
 
-def _complete(server: _Server, session: ChatSession, text: str) -> dict[str, Any]:
-    with server.lock:
-        reply = session.send(text)
-        content = "".join(reply)  # its memory upkeep runs after the response (_upkeep)
-    return {
-        "id": _completion_id(),
-        "object": "chat.completion",
-        "created": int(time.time()),
-        "model": server.model,
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "stop",
-                "message": {"role": "assistant", "content": content},
-            }
-        ],
-        "usage": _usage_json(reply),
-    }
+    def tokenize(
+        self, text: str | None, messages: list[Message] | None, count_only: bool
+    ) -> dict[str, Any]:
+        counter = self.counter()
+        texts = [text] if text is not None else [m.content for m in messages or []]
+        count = counter.count(texts[0]) if messages is None else prompt_tokens(messages, counter)
+        if count_only:
+            return {"model": self.model, "count": count}
+        ids: list[int] | None = []
+        for piece in texts:
+            more = token_ids(counter, piece)
+            ids = None if more is None or ids is None else [*ids, *more]
+        return {
+            "model": self.model,
+            "count": count,
+            "tokens": ids,
+            "per_message": counter.per_message,
+            "per_reply": counter.per_reply,
+            "exact": counter.exact,
+        }
 
 
 Handler = Callable[[_Server, Request, str], Awaitable[Response]]
 
 
 async def _guarded(server: _Server, request: Request, handler: Handler) -> Response:
-    """Authenticate, run the handler, and turn memchat errors into OpenAI-shaped errors."""
+    """Authenticate, run the handler, and turn errors into OpenAI-shaped errors."""
     try:
         owner = server.owner(request)
         return await handler(server, request, owner)
-    except _Unauthorized:
-        body = {
-            "error": {
-                "message": "missing or invalid API key",
-                "type": "invalid_api_key",
-                "code": "invalid_api_key",
-                "param": None,
-            }
-        }
-        return JSONResponse(body, status_code=401)
-    except MemchatError as exc:
+    except (ApiError, MemchatError) as exc:
         return error_response(exc)
 
 
 async def _chat(server: _Server, request: Request, owner: str) -> Response:
-    try:
-        body = await request.json()
-    except ValueError:
-        raise InputError("the request body is not valid JSON") from None
-    if not isinstance(body, dict):
-        raise InputError("the request body must be a JSON object")
-    messages = _parse_messages(body.get("messages"))
-    session = server.session_for(owner, body, request, messages)
+    chat = parse_chat(await read_json(request, server.limits), server.limits)
+    session, release = await run_in_threadpool(
+        server.open, owner, chat, request.headers.get(HEADER)
+    )
     headers = {HEADER: session.conversation_id} if session.conversation_id else {}
-    text = messages[-1].content
-    if body.get("stream"):
-        include = bool((body.get("stream_options") or {}).get("include_usage"))
-        reply = session.send(text)  # validates now, so bad input is a 400, not a broken stream
-        gen = _stream_body(server, reply, _completion_id(), include)
-        return StreamingResponse(gen, media_type="text/event-stream", headers=headers,
-                                 background=_upkeep(server, session))  # fmt: skip
-    from starlette.concurrency import run_in_threadpool
-
-    result = await run_in_threadpool(_complete, server, session, text)
-    return JSONResponse(result, headers=headers, background=_upkeep(server, session))
+    return Turn(session, chat, model=server.model, limiter=server.limiter, release=release,
+                headers=headers)  # fmt: skip
 
 
-def _upkeep(server: _Server, session: ChatSession) -> Any:
-    """The turn's memory upkeep (a summary fold can take seconds), once the client has its
-    answer; under the server's lock, like the turns."""
-    from starlette.background import BackgroundTask
+async def _tokenize(server: _Server, request: Request, owner: str) -> Response:
+    """``{"text": …}`` or ``{"messages": […]}`` → ``{"model", "count", "tokens", "per_message",
+    "per_reply", "exact"}``.
 
-    def run() -> None:
-        with server.lock:
-            session.upkeep()  # its notices are logged
-
-    return BackgroundTask(run)
+    For messages, ``count`` is what a session counts for them as a prompt: each content, plus
+    ``per_message`` per message, plus ``per_reply`` once; ``tokens`` are the contents' ids in
+    order (the chat format's own tokens are not in it). ``tokens`` is null when the counter has
+    no ids (an estimate, ``exact: false``).
+    """
+    body = await read_json(request, server.limits)
+    text, messages = parse_tokenize(body, server.limits, server.model)
+    count_only = request.url.path.endswith("/count")
+    return JSONResponse(await run_in_threadpool(server.tokenize, text, messages, count_only))
 
 
 async def _models(server: _Server, request: Request, owner: str) -> Response:
@@ -279,34 +193,42 @@ async def _models(server: _Server, request: Request, owner: str) -> Response:
     return JSONResponse({"object": "list", "data": [item]})
 
 
-async def _conversations(server: _Server, request: Request, owner: str) -> Response:
+def _store(server: _Server) -> Store:
     if server.store is None:
         raise ConfigError("this server has no store")
-    items = [
-        {
-            "id": c.id,
-            "title": c.title,
-            "updated_at": c.updated_at,
-            "messages": c.message_count,
-            "tokens": c.total_tokens,
-        }
-        for c in server.store.list_conversations(owner=owner)
-    ]
-    return JSONResponse({"object": "list", "data": items})
+    return server.store
+
+
+async def _conversations(server: _Server, request: Request, owner: str) -> Response:
+    def items() -> list[dict[str, Any]]:
+        return [
+            {
+                "id": c.id,
+                "title": c.title,
+                "updated_at": c.updated_at,
+                "messages": c.message_count,
+                "tokens": c.total_tokens,
+            }
+            for c in _store(server).list_conversations(owner=owner)
+        ]
+
+    return JSONResponse({"object": "list", "data": await run_in_threadpool(items)})
 
 
 async def _conversation(server: _Server, request: Request, owner: str) -> Response:
-    if server.store is None:
-        raise ConfigError("this server has no store")
-    info = server.store.find_conversation(request.path_params["cid"], owner=owner)
-    if info.owner != owner:
-        raise NotFound(f"no conversation named {request.path_params['cid']!r}")
-    if request.method == "DELETE":
-        server.store.delete_conversation(info.id)
-        server.sessions.pop(info.id, None)
-        return JSONResponse({"id": info.id, "deleted": True})
-    msgs = [m.to_dict() for m in server.store.load(info.id)]
-    return JSONResponse({"id": info.id, "title": info.title, "messages": msgs})
+    def answer() -> dict[str, Any]:
+        store = _store(server)
+        info = store.find_conversation(request.path_params["cid"], owner=owner)
+        if info.owner != owner:
+            raise NotFound(f"no conversation named {request.path_params['cid']!r}")
+        if request.method == "DELETE":
+            server.sessions.forget(info.id)
+            store.delete_conversation(info.id)
+            return {"id": info.id, "deleted": True}
+        msgs = [m.to_dict() for m in store.load(info.id)]
+        return {"id": info.id, "title": info.title, "messages": msgs}
+
+    return JSONResponse(await run_in_threadpool(answer))
 
 
 def build_server(
@@ -315,9 +237,12 @@ def build_server(
     store: Store | None = None,
     model: str = "memchat",
     keys: frozenset[str] = frozenset(),
+    limits: ServerLimits | None = None,
 ) -> Starlette:
-    """The ASGI app. ``make_session(store, conversation_id, history)`` builds a ChatSession."""
-    server = _Server(make_session, store, model, keys)
+    """The ASGI app. ``make_session(store, conversation_id, history)`` builds a ChatSession;
+    given a store and an id it must resume that stored conversation. ``limits`` default to
+    ``ServerLimits()``."""
+    server = _Server(make_session, store, model, keys, limits or ServerLimits())
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
         async def endpoint(request: Request) -> Response:
@@ -328,6 +253,8 @@ def build_server(
     return Starlette(
         routes=[
             route("/v1/chat/completions", _chat, ["POST"]),
+            route("/v1/tokenize", _tokenize, ["POST"]),
+            route("/v1/tokenize/count", _tokenize, ["POST"]),
             route("/v1/models", _models, ["GET"]),
             route("/v1/conversations", _conversations, ["GET"]),
             route("/v1/conversations/{cid}", _conversation, ["GET", "DELETE"]),

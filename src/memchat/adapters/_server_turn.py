@@ -1,0 +1,233 @@
+"""One chat turn as an ASGI response: JSON or SSE, its reply on one worker thread.
+
+Why one thread for the whole reply: a reply is a blocking generator (the backend's HTTP stream,
+or the embedded model's decode holding its lock), and the embedded model refuses a second
+reply opened by the thread that holds it. Starlette's own streaming moves each ``next()`` to
+whichever pool thread is free, so a thread that holds the model could take another turn. Here
+the reply runs start to end on one thread taken from the server's own limiter
+(``max_concurrent_turns``, not anyio's default pool of 40), and hands its pieces to the event
+loop through a memory stream.
+
+Nothing is sent until the reply has its first text (or has failed): an error before the first
+token (a 429 from upstream, an empty message) is a plain JSON error with its HTTP status; after
+it, an SSE ``error`` event with the same body. When the client hangs up, the reply stops at its
+next chunk and commits nothing. The conversation is released (``release``) only after the reply
+has closed and the turn's memory upkeep has run, so the next turn sees the finished history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+import anyio.from_thread
+import anyio.to_thread
+from anyio import CapacityLimiter
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+from starlette.responses import JSONResponse, Response
+from starlette.types import Receive, Scope, Send
+
+from ..core.errors import MemchatError
+from ..core.reply import Reply
+from ..core.session import ChatSession
+from ._server_errors import ApiError, api_error, error_response
+from ._server_params import ChatRequest
+
+__all__ = ["Turn"]
+
+log = logging.getLogger("memchat.server")
+
+
+@dataclass(frozen=True)
+class _End:
+    reply: Reply
+
+
+@dataclass(frozen=True)
+class _Failure:
+    error: ApiError
+
+
+Piece = str | _End | _Failure
+
+
+class Turn(Response):
+    """The response to one chat request on ``session``; calls ``release`` when all is done."""
+
+    def __init__(
+        self,
+        session: ChatSession,
+        chat: ChatRequest,
+        *,
+        model: str,
+        limiter: CapacityLimiter,
+        release: Callable[[], None],
+        headers: dict[str, str],
+    ) -> None:
+        self.session = session
+        self.chat = chat
+        self.model = model
+        self.limiter = limiter
+        self.release = release
+        self.extra_headers = headers
+        self.completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
+        self.created = int(time.time())
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            if self.chat.stream:
+                await self._stream(scope, receive, send)
+            else:
+                await self._json(scope, receive, send)
+            if self.session.conversation_id is not None:  # a stateless session is thrown away
+                await anyio.to_thread.run_sync(self.session.upkeep, limiter=self.limiter)
+        finally:
+            self.release()
+
+    # -- JSON ---------------------------------------------------------------------------------
+    async def _json(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            reply = await anyio.to_thread.run_sync(self._complete, limiter=self.limiter)
+        except MemchatError as exc:
+            response: Response = self._error(exc)
+        else:
+            response = JSONResponse(self._completion(reply), headers=self.extra_headers)
+        await response(scope, receive, send)
+
+    def _complete(self) -> Reply:
+        reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
+        for _ in reply:
+            pass
+        return reply
+
+    def _completion(self, reply: Reply) -> dict[str, Any]:
+        message = {"role": "assistant", "content": reply.text}
+        choice = {"index": 0, "finish_reason": _finish(reply), "message": message}
+        return {**self._base("chat.completion"), "choices": [choice], "usage": _usage(reply)}
+
+    def _error(self, error: ApiError | MemchatError) -> JSONResponse:
+        response = error_response(error)
+        response.headers.update(self.extra_headers)
+        return response
+
+    # -- SSE ----------------------------------------------------------------------------------
+    async def _stream(self, scope: Scope, receive: Receive, send: Send) -> None:
+        tx, rx = anyio.create_memory_object_stream[Piece](math.inf)
+        stop = threading.Event()
+        async with anyio.create_task_group() as group:
+
+            async def produce() -> None:
+                with tx:
+                    await anyio.to_thread.run_sync(self._produce, tx, stop, limiter=self.limiter)
+
+            async def watch() -> None:
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                stop.set()
+                group.cancel_scope.cancel()
+
+            group.start_soon(produce)
+            group.start_soon(watch)
+            try:
+                await self._relay(rx, scope, receive, send)
+            finally:
+                stop.set()
+                rx.close()
+                group.cancel_scope.cancel()  # the watcher; the reply's thread is waited for
+
+    def _produce(self, tx: MemoryObjectSendStream[Piece], stop: threading.Event) -> None:
+        """On the worker thread: run the reply, hand each piece over; stop if nobody reads."""
+
+        def emit(piece: Piece) -> bool:
+            try:
+                anyio.from_thread.run_sync(tx.send_nowait, piece)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                return False
+            return not stop.is_set()
+
+        try:
+            reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
+            try:
+                for text in reply:
+                    if stop.is_set() or not emit(text):
+                        return
+            finally:
+                reply.close()  # commits nothing unless the stream had ended
+            emit(_End(reply))
+        except MemchatError as exc:
+            emit(_Failure(api_error(exc)))
+        except Exception:  # a bug: log it, tell the client, never a hung stream
+            log.exception("the reply failed")
+            emit(_Failure(ApiError(500, "the server failed", "server_error", type="server_error")))
+
+    async def _relay(
+        self, rx: MemoryObjectReceiveStream[Piece], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        try:
+            piece = await rx.receive()
+        except anyio.EndOfStream:
+            return  # stopped before anything was said: the client is gone
+        if isinstance(piece, _Failure):
+            await self._error(piece.error)(scope, receive, send)
+            return
+        headers = [(b"content-type", b"text/event-stream; charset=utf-8"),
+                   (b"cache-control", b"no-cache"), (b"x-accel-buffering", b"no")]  # fmt: skip
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.extra_headers.items()]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await self._send(send, self._delta({"role": "assistant"}))
+        while True:
+            if isinstance(piece, str):
+                await self._send(send, self._delta({"content": piece}))
+            elif isinstance(piece, _Failure):
+                await self._send(send, piece.error.body())
+                break
+            else:
+                await self._finish(send, piece.reply)
+                break
+            try:
+                piece = await rx.receive()
+            except anyio.EndOfStream:
+                break
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _finish(self, send: Send, reply: Reply) -> None:
+        await self._send(send, self._delta({}, _finish(reply)))
+        if self.chat.include_usage:
+            await self._send(send, {**self._base(), "choices": [], "usage": _usage(reply)})
+        await send({"type": "http.response.body", "body": b"data: [DONE]\n\n", "more_body": True})
+
+    async def _send(self, send: Send, event: dict[str, Any]) -> None:
+        data = f"data: {json.dumps(event)}\n\n".encode()
+        await send({"type": "http.response.body", "body": data, "more_body": True})
+
+    def _delta(self, delta: dict[str, Any], finish: str | None = None) -> dict[str, Any]:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return {**self._base(), "choices": [choice]}
+
+    def _base(self, kind: str = "chat.completion.chunk") -> dict[str, Any]:
+        return {"id": self.completion_id, "object": kind, "created": self.created,
+                "model": self.model}  # fmt: skip
+
+
+def _finish(reply: Reply) -> str:
+    return reply.finish_reason or "stop"
+
+
+def _usage(reply: Reply) -> dict[str, Any] | None:
+    u = reply.usage
+    if u is None:
+        return None
+    return {
+        "prompt_tokens": u.prompt_tokens,
+        "completion_tokens": u.completion_tokens,
+        "total_tokens": u.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+    }

@@ -1,0 +1,97 @@
+"""memchat's HTTP server on a real uvicorn on 127.0.0.1 (a free port, its own thread) for tests.
+
+``with Running(backend) as r: r.client().chat.completions.create(...)``: the clients are the
+official openai SDK's (sync and async). Sessions are built like ``build_session`` builds them:
+a stored conversation is resumed from the store, so a session evicted from the server's LRU
+comes back whole. ``r.sessions`` records every session made.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import openai
+import uvicorn
+
+from memchat.adapters.server import ServerLimits, build_server
+from memchat.core import Budget, ChatBackend, ChatSession, Message, TokenBudget
+from memchat.storage import open_store
+
+__all__ = ["Running"]
+
+
+class Running:
+    def __init__(
+        self,
+        backend: ChatBackend,
+        *,
+        keys: frozenset[str] = frozenset(),
+        limits: ServerLimits | None = None,
+        budget: Budget | None = None,
+        session_class: Callable[..., ChatSession] = ChatSession,
+    ) -> None:
+        self.backend = backend
+        self.budget = budget or Budget(300, 50)
+        self.session_class = session_class
+        self.store = open_store("memory:")
+        self.sessions: list[ChatSession] = []
+        app = build_server(self.make, store=self.store, model="echo", keys=keys, limits=limits)
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = int(self.sock.getsockname()[1])
+        config = uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=1)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+        self.clients: list[Any] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def make(self, store: Any, cid: str | None, history: list[Message]) -> ChatSession:
+        if store is not None and cid is not None:
+            history = [*store.load(cid), *history]
+        session = self.session_class(
+            self.backend,
+            store=store,
+            conversation_id=cid,
+            history=history,
+            budget=self.budget,
+            strategy=TokenBudget(),
+        )
+        self.sessions.append(session)
+        return session
+
+    def client(self, key: str = "none") -> openai.OpenAI:
+        client = openai.OpenAI(base_url=self.url, api_key=key, max_retries=0)
+        self.clients.append(client)
+        return client
+
+    def async_client(self, key: str = "none") -> openai.AsyncOpenAI:
+        return openai.AsyncOpenAI(base_url=self.url, api_key=key, max_retries=0, timeout=30)
+
+    def http(self) -> httpx.Client:
+        client = httpx.Client(base_url=self.url, timeout=10)
+        self.clients.append(client)
+        return client
+
+    def __enter__(self) -> Running:
+        self.thread.start()
+        deadline = time.time() + 10
+        while not self.server.started and time.time() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for client in self.clients:
+            client.close()
+        self.server.should_exit = True
+        self.thread.join(5)
+        self.sock.close()
