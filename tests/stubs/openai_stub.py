@@ -141,6 +141,7 @@ class OpenAIStub:
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # concurrency tests open dozens of connections at once
     block_on_close = False  # idle keep-alive connections must not block stop()
     stub: OpenAIStub
 

@@ -11,8 +11,8 @@ loop through a memory stream.
 Nothing is sent until the reply has its first text (or has failed): an error before the first
 token (a 429 from upstream, an empty message) is a plain JSON error with its HTTP status; after
 it, an SSE ``error`` event with the same body. When the client hangs up, the reply stops at its
-next chunk and commits nothing. The conversation is released (``release``) only after the reply
-has closed and the turn's memory upkeep has run, so the next turn sees the finished history.
+next chunk and commits nothing. The conversation is held (``hold``) until the reply has closed
+and the turn's memory upkeep has run, so the next turn sees the finished history.
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +39,7 @@ from ..core.reply import Reply
 from ..core.session import ChatSession
 from ._server_errors import ApiError, api_error, error_response
 from ._server_params import ChatRequest
+from ._server_sessions import Hold
 
 __all__ = ["Turn"]
 
@@ -60,7 +60,7 @@ Piece = str | _End | _Failure
 
 
 class Turn(Response):
-    """The response to one chat request on ``session``; calls ``release`` when all is done."""
+    """The response to one chat request on ``session``; releases ``hold`` when all is done."""
 
     def __init__(
         self,
@@ -69,14 +69,14 @@ class Turn(Response):
         *,
         model: str,
         limiter: CapacityLimiter,
-        release: Callable[[], None],
+        hold: Hold,
         headers: dict[str, str],
     ) -> None:
         self.session = session
         self.chat = chat
         self.model = model
         self.limiter = limiter
-        self.release = release
+        self.hold = hold
         self.extra_headers = headers
         self.completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
@@ -88,9 +88,10 @@ class Turn(Response):
             else:
                 await self._json(scope, receive, send)
             if self.session.conversation_id is not None:  # a stateless session is thrown away
+                self.hold.upkeep()  # the next request may now wait for it, not get a 409
                 await anyio.to_thread.run_sync(self.session.upkeep, limiter=self.limiter)
         finally:
-            self.release()
+            self.hold.release()
 
     # -- JSON ---------------------------------------------------------------------------------
     async def _json(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -48,18 +48,13 @@ from ..tokenizers import token_ids
 from ._server_body import ServerLimits, read_json
 from ._server_errors import ApiError, error_response
 from ._server_params import ChatRequest, parse_chat, parse_tokenize
-from ._server_sessions import Sessions
+from ._server_sessions import Hold, Sessions
 from ._server_turn import Turn
 
 __all__ = ["HEADER", "ServerLimits", "build_server"]
 
 HEADER = "X-Memchat-Conversation"
 SessionFactory = Callable[[Store | None, str | None, list[Message]], ChatSession]
-Release = Callable[[], None]
-
-
-def _nothing() -> None:
-    pass
 
 
 class _Server:
@@ -99,28 +94,27 @@ class _Server:
             raise ApiError(401, "missing or invalid API key", "invalid_api_key")
         return hashlib.sha256(key.encode()).hexdigest()[:16]
 
-    def open(
-        self, owner: str, chat: ChatRequest, header: str | None
-    ) -> tuple[ChatSession, Release]:
-        """The request's session, and how to release it (blocking: it may read the store)."""
+    def open(self, owner: str, chat: ChatRequest, header: str | None) -> tuple[ChatSession, Hold]:
+        """The request's session and its hold on it (blocking: it may read the store, or wait
+        for the conversation's last upkeep)."""
         name = header or chat.conversation
         if not name:
-            return self.make_session(None, None, chat.messages[:-1]), _nothing
+            return self.make_session(None, None, chat.messages[:-1]), Hold()
         if self.store is None:
             raise ConfigError("this server has no store; stateful conversations are off")
         if name == "new":
             info = self.store.create_conversation(chat.messages[-1].content[:60], owner=owner)
         else:
             info = self.store.find_conversation(name, owner=owner)
-        session = self.sessions.hold(info.id)
+        session, hold = self.sessions.hold(info.id)
         try:
             system = [m for m in chat.messages[:-1] if m.role == "system"]
             if system:
                 session.set_system(system[-1].content)
         except BaseException:
-            self.sessions.release(info.id)
+            hold.release()
             raise
-        return session, lambda: self.sessions.release(info.id)
+        return session, hold
 
     def counter(self) -> TokenCounter:
         """The counter sessions count with (a session's own, so counts always agree)."""
@@ -165,11 +159,11 @@ async def _guarded(server: _Server, request: Request, handler: Handler) -> Respo
 
 async def _chat(server: _Server, request: Request, owner: str) -> Response:
     chat = parse_chat(await read_json(request, server.limits), server.limits)
-    session, release = await run_in_threadpool(
-        server.open, owner, chat, request.headers.get(HEADER)
-    )
+    header = request.headers.get(HEADER)
+    # not on the turn limiter: opening may wait for the last upkeep, which needs a turn slot
+    session, hold = await run_in_threadpool(server.open, owner, chat, header)
     headers = {HEADER: session.conversation_id} if session.conversation_id else {}
-    return Turn(session, chat, model=server.model, limiter=server.limiter, release=release,
+    return Turn(session, chat, model=server.model, limiter=server.limiter, hold=hold,
                 headers=headers)  # fmt: skip
 
 
