@@ -154,10 +154,24 @@ def test_two_sends_to_one_conversation_give_one_200_and_one_409(slow_upstream: R
     assert [m.role for m in slow_upstream.store.load(cid)] == ["user", "assistant"] * 3
 
 
+def _send_when_free(client: openai.OpenAI, cid: str, text: str) -> None:
+    """Send ``text`` once the conversation is free (409 until then), within 3 s."""
+    deadline = time.monotonic() + 3
+    while True:
+        try:
+            client.chat.completions.create(
+                model="m", messages=[{"role": "user", "content": text}], extra_headers={HEADER: cid}
+            )
+            return
+        except openai.ConflictError:
+            assert time.monotonic() < deadline, "the abandoned reply kept the conversation"
+            time.sleep(0.05)
+
+
 def test_a_failed_or_abandoned_stream_releases_its_conversation() -> None:
-    backend = ScriptedBackend(
-        chunk_size=1, delay=0.02, default="a slow reply, one letter at a time"
-    )
+    # the abandoned reply takes 6 s to stream: it cannot finish before the hang-up is seen
+    replies: list[Any] = ["first", "a slow reply, one letter at a time " * 9, "after it"]
+    backend = ScriptedBackend(replies=replies, chunk_size=1, delay=0.02, default="fine")
     with Running(backend, budget=Budget(4000, 500)) as r:
         client = r.client()
         raw = client.chat.completions.with_raw_response.create(
@@ -171,18 +185,7 @@ def test_a_failed_or_abandoned_stream_releases_its_conversation() -> None:
             with http.stream("POST", "/chat/completions", json=body, headers={HEADER: cid}) as resp:
                 lines = resp.iter_lines()
                 assert next(lines).startswith("data:")  # reading: then the client hangs up
-        deadline = time.monotonic() + 3
-        while True:  # the reply stops at its next chunk, then the conversation is free
-            try:
-                client.chat.completions.create(
-                    model="m",
-                    messages=[{"role": "user", "content": "after"}],
-                    extra_headers={HEADER: cid},
-                )
-                break
-            except openai.ConflictError:
-                assert time.monotonic() < deadline, "the abandoned stream kept the conversation"
-                time.sleep(0.05)
+        _send_when_free(client, cid, "after")  # the reply stops at its next chunk
         assert [m.content for m in r.store.load(cid) if m.role == "user"] == ["hi", "after"]
 
         backend.fail_after = (1, BackendUnavailable("upstream died"))
@@ -198,6 +201,25 @@ def test_a_failed_or_abandoned_stream_releases_its_conversation() -> None:
         backend.fail_after = None
         client.chat.completions.create(model="m", messages=USER, extra_headers={HEADER: cid})  # type: ignore[arg-type]
         assert len(r.store.load(cid)) == 6
+
+
+def test_a_client_gone_before_a_json_reply_stops_it_uncommitted() -> None:
+    backend = ScriptedBackend(replies=["first", "slow " * 100], chunk_size=1, delay=0.01)
+    with Running(backend) as r:
+        client = r.client()
+        raw = client.chat.completions.with_raw_response.create(
+            model="m", messages=USER, extra_body={"conversation": "new"}
+        )
+        cid = raw.headers[HEADER]
+        impatient = openai.OpenAI(base_url=r.url, api_key="k", max_retries=0, timeout=0.3)
+        with impatient, pytest.raises(openai.APITimeoutError):
+            impatient.chat.completions.create(
+                model="m",
+                messages=[{"role": "user", "content": "gone"}],
+                extra_headers={HEADER: cid},
+            )
+        _send_when_free(client, cid, "hi")  # at its next chunk (10 ms), 5 s before its end
+        assert [m.content for m in r.store.load(cid)] == ["hi", "first", "hi", "ok"]
 
 
 class _SlowUpkeep(ChatSession):

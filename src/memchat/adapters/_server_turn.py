@@ -23,6 +23,7 @@ import math
 import threading
 import time
 import uuid
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -95,18 +96,27 @@ class Turn(Response):
 
     # -- JSON ---------------------------------------------------------------------------------
     async def _json(self, scope: Scope, receive: Receive, send: Send) -> None:
-        try:
-            reply = await anyio.to_thread.run_sync(self._complete, limiter=self.limiter)
-        except MemchatError as exc:
-            response: Response = self._error(exc)
-        else:
-            response = JSONResponse(self._completion(reply), headers=self.extra_headers)
-        await response(scope, receive, send)
+        stop = threading.Event()
+        response: Response | None = None
+        async with anyio.create_task_group() as group:
+            group.start_soon(_watch, receive, stop, group.cancel_scope)
+            try:
+                reply = await anyio.to_thread.run_sync(self._complete, stop, limiter=self.limiter)
+            except MemchatError as exc:
+                response = self._error(exc)
+            else:
+                response = JSONResponse(self._completion(reply), headers=self.extra_headers)
+            group.cancel_scope.cancel()  # the watcher
+        if response is not None and not stop.is_set():
+            await response(scope, receive, send)
 
-    def _complete(self) -> Reply:
+    def _complete(self, stop: threading.Event) -> Reply:
+        """On the worker thread: the whole reply; a client gone meanwhile stops it uncommitted."""
         reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
-        for _ in reply:
-            pass
+        with closing(reply):
+            for _ in reply:
+                if stop.is_set():
+                    break
         return reply
 
     def _completion(self, reply: Reply) -> dict[str, Any]:
@@ -129,14 +139,8 @@ class Turn(Response):
                 with tx:
                     await anyio.to_thread.run_sync(self._produce, tx, stop, limiter=self.limiter)
 
-            async def watch() -> None:
-                while (await receive())["type"] != "http.disconnect":
-                    pass
-                stop.set()
-                group.cancel_scope.cancel()
-
             group.start_soon(produce)
-            group.start_soon(watch)
+            group.start_soon(_watch, receive, stop, group.cancel_scope)
             try:
                 await self._relay(rx, scope, receive, send)
             finally:
@@ -216,6 +220,14 @@ class Turn(Response):
     def _base(self, kind: str = "chat.completion.chunk") -> dict[str, Any]:
         return {"id": self.completion_id, "object": kind, "created": self.created,
                 "model": self.model}  # fmt: skip
+
+
+async def _watch(receive: Receive, stop: threading.Event, scope: anyio.CancelScope) -> None:
+    """Until the client hangs up; then stop the reply (at its next chunk) and cancel ``scope``."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+    stop.set()
+    scope.cancel()
 
 
 def _finish(reply: Reply) -> str:
