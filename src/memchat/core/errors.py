@@ -12,13 +12,16 @@ MemchatError                      catch this to catch everything memchat raises
 │   ├── BackendUnavailable        connection refused/reset, 5xx, model not loadable
 │   └── BadRequest                any other 4xx the provider rejected
 └── StorageError                  the store failed
-    ├── NotFound                  no such conversation or message
+    ├── NotFound                  no such conversation, message or key
+    ├── AlreadyExists             that id or name is taken (a conversation id, a key name)
+    ├── ConversationBusy          another turn holds the conversation (another process, too)
     └── MigrationError            the store's schema is newer than this code
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "AlreadyExists",
     "AuthError",
     "BackendError",
     "BackendTimeout",
@@ -26,6 +29,7 @@ __all__ = [
     "BadRequest",
     "ConfigError",
     "ContextTooLong",
+    "ConversationBusy",
     "InputError",
     "MemchatError",
     "MigrationError",
@@ -108,6 +112,14 @@ class StorageError(MemchatError):
 
 class NotFound(StorageError):
     """No such conversation or message."""
+
+
+class AlreadyExists(StorageError):
+    """The id or name given is already taken; nothing was written."""
+
+
+class ConversationBusy(StorageError):
+    """Another turn (perhaps in another process) holds the conversation; send again later."""
 
 
 class MigrationError(StorageError):

@@ -338,6 +338,33 @@ class ChatSession:
             self.strategy = strategy.with_summary(None)
             self._fold_summary(self._notify)
 
+    def reload(self, messages: Iterable[Message]) -> None:
+        """Take the stored conversation as it is now, after another process changed it.
+
+        The history becomes ``messages``; this session's system prompt stays (a stored one is
+        used only when the session has none). Messages the session already had keep their
+        token counts (the same id is the same text); the others are counted again, as
+        ``settings.build_session`` does. The recall index drops what is gone and indexes
+        what is new before the next turn; the summary is read again from the store. A pending
+        upkeep is dropped: the stored conversation already moved past it.
+        """
+        known = {m.id: m.tokens for m in self.history.messages()}
+        fresh = list(messages)
+        for msg in fresh:
+            msg.tokens = known.get(msg.id)
+        history = History(fresh, self.counter)
+        if self.history.system:
+            history.system = self.history.system
+        gone = set(known) - {m.id for m in fresh}
+        self.history = history
+        self._upkeep_due = False
+        index = self._index()
+        if index is not None and gone:
+            index.remove(gone)
+        if isinstance(self.strategy, Summarizing):
+            self.strategy = self.strategy.with_summary(None)
+            self._summary_loaded = False
+
     def undo_last(self) -> str:
         """Remove the newest round (for regenerate / edit-and-resend); returns its user text."""
         if not self.history.rounds:

@@ -1,18 +1,29 @@
-"""The storage seam: conversations of messages, each turn appended atomically."""
+"""The storage seam: conversations of messages, each turn appended atomically.
+
+``Store`` is what every store does. ``ConversationLocks`` is what a store shared by several
+processes adds (PostgreSQL): a per-conversation lock held for a turn, across processes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Protocol, runtime_checkable
 
 from .messages import Message
 
-__all__ = ["ConversationInfo", "Store", "SummaryRecord"]
+__all__ = ["ConversationInfo", "ConversationLocks", "Lease", "Store", "SummaryRecord"]
 
 
 @dataclass(frozen=True, slots=True)
 class ConversationInfo:
+    """A conversation's record.
+
+    ``version`` grows with every change to its messages or summary (append, forget, pin,
+    summary saved or cleared), never with a rename: a process that cached the conversation
+    compares ``(created_at, version)`` to know whether its copy is still the stored one.
+    """
+
     id: str
     title: str
     created_at: float
@@ -20,6 +31,8 @@ class ConversationInfo:
     message_count: int = 0
     total_tokens: int = 0
     owner: str = ""
+    version: int = 0
+    metadata: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +53,16 @@ class SummaryRecord:
 class Store(Protocol):
     """Where conversations live. Implementations: memory, SQLite, PostgreSQL."""
 
-    def create_conversation(self, title: str = "", *, owner: str = "") -> ConversationInfo: ...
+    def create_conversation(
+        self,
+        title: str = "",
+        *,
+        owner: str = "",
+        conversation_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ConversationInfo:
+        """A new conversation; ``conversation_id`` picks its id (AlreadyExists if taken)."""
+        ...
 
     def get_conversation(self, conversation_id: str) -> ConversationInfo: ...
 
@@ -60,6 +82,10 @@ class Store(Protocol):
         ...
 
     def rename_conversation(self, conversation_id: str, title: str) -> None: ...
+
+    def set_metadata(self, conversation_id: str, metadata: Mapping[str, str]) -> None:
+        """Replace the conversation's metadata (string keys and values)."""
+        ...
 
     def delete_conversation(self, conversation_id: str) -> None:
         """Delete a conversation with its messages, summaries and vectors."""
@@ -102,4 +128,33 @@ class Store(Protocol):
         """Every stored vector of a conversation for one embedding model, by message id."""
         ...
 
+    def put_turn_context(self, conversation_id: str, record: str) -> None:
+        """Keep what the last turn sent (an adapter's JSON text), replacing the one before."""
+        ...
+
+    def get_turn_context(self, conversation_id: str) -> str | None:
+        """What ``put_turn_context`` kept last, or None."""
+        ...
+
     def close(self) -> None: ...
+
+
+class Lease(Protocol):
+    """A conversation held for one turn; ``reply_done`` once the reply has ended (others may
+    now wait for the upkeep instead of being refused), ``release`` at the very end."""
+
+    def reply_done(self) -> None: ...
+
+    def release(self) -> None: ...
+
+
+@runtime_checkable
+class ConversationLocks(Protocol):
+    """A store shared by several processes serialises turns of one conversation across them.
+
+    ``lock_conversation`` raises ConversationBusy at once while another holder's reply runs,
+    and waits up to ``wait`` seconds while only its upkeep runs (then ConversationBusy). A
+    holder that dies (a killed process) releases its lock with its connection.
+    """
+
+    def lock_conversation(self, conversation_id: str, *, wait: float) -> Lease: ...

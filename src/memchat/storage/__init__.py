@@ -19,11 +19,12 @@ import re
 
 from ..core.errors import ConfigError
 from ..core.store import Store
+from ._keys import InMemoryKeyStore
 from .memory import InMemoryStore
 from .postgres import PostgresStore, split_schema
 from .sqlite import SQLiteStore
 
-__all__ = ["InMemoryStore", "PostgresStore", "SQLiteStore", "open_store"]
+__all__ = ["InMemoryKeyStore", "InMemoryStore", "PostgresStore", "SQLiteStore", "open_store"]
 
 _SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]+):")
 _KNOWN = "memory:, sqlite:///path, a file path, postgresql://…"

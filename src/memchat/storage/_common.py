@@ -6,11 +6,13 @@ write: a rejected call changes nothing.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 from ..core.errors import InputError, NotFound, StorageError, UsageError
 from ..core.messages import Message
@@ -20,12 +22,17 @@ __all__ = [
     "IntegrityConflict",
     "check_id",
     "check_ids",
+    "check_key_name",
+    "check_metadata",
+    "check_new_id",
     "check_messages",
     "check_owner",
     "check_text",
     "check_title",
     "check_vectors",
+    "decode_metadata",
     "duplicate_ids",
+    "encode_metadata",
     "missing_messages",
     "new_conversation_id",
     "no_conversation",
@@ -82,6 +89,43 @@ def check_title(title: object) -> str:
 
 def check_owner(owner: object) -> str:
     return check_text(owner, "the owner")
+
+
+def check_new_id(conversation_id: object) -> str:
+    """A caller-chosen conversation id: one line of at most 200 characters, no spaces."""
+    text = check_text(conversation_id, "a conversation id")
+    if not text or len(text) > 200 or any(ch.isspace() or ord(ch) < 32 for ch in text):
+        raise InputError(
+            f"a conversation id must be 1 to 200 characters without spaces, got {text!r}"
+        )
+    return text
+
+
+def check_metadata(metadata: object) -> dict[str, str]:
+    """Metadata: a mapping of text keys to text values."""
+    if not isinstance(metadata, Mapping):
+        raise InputError(f"metadata must map text to text, got {type(metadata).__name__}")
+    return {
+        check_text(k, "a metadata key"): check_text(v, f"metadata {k!r}")
+        for k, v in metadata.items()
+    }
+
+
+def encode_metadata(metadata: Mapping[str, str]) -> str:
+    return json.dumps(dict(metadata), ensure_ascii=False, sort_keys=True)
+
+
+def decode_metadata(text: Any) -> dict[str, str]:
+    data = json.loads(text) if text else {}
+    return {str(k): str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+
+
+def check_key_name(name: object) -> str:
+    """A key's name: one line of 1 to 100 characters."""
+    text = check_text(name, "a key name").strip()
+    if not text or len(text) > 100 or any(ord(ch) < 32 for ch in text):
+        raise InputError(f"a key name must be one line of 1 to 100 characters, got {text!r}")
+    return text
 
 
 def check_messages(messages: Sequence[Message]) -> list[Message]:

@@ -8,11 +8,11 @@ transaction, opened by the subclass's ``_tx()``, which also maps driver errors t
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from typing import Any, NoReturn, Protocol
 
-from ..core.errors import StorageError
+from ..core.errors import AlreadyExists, StorageError
 from ..core.messages import Message, Role
 from ..core.store import ConversationInfo, SummaryRecord
 from ._common import (
@@ -20,11 +20,15 @@ from ._common import (
     check_id,
     check_ids,
     check_messages,
+    check_metadata,
+    check_new_id,
     check_owner,
     check_text,
     check_title,
     check_vectors,
+    decode_metadata,
     duplicate_ids,
+    encode_metadata,
     missing_messages,
     new_conversation_id,
     no_conversation,
@@ -36,7 +40,7 @@ __all__ = ["Rows", "SQLStore", "Tx"]
 _CHUNK = 500  # ids per IN (…) list: far below SQLite's and PostgreSQL's parameter limits
 
 _INFO = """SELECT c.id, c.title, c.created_at, c.updated_at, c.owner,
-    c.message_count, c.total_tokens FROM conversations c WHERE {where}
+    c.message_count, c.total_tokens, c.version, c.metadata FROM conversations c WHERE {where}
     ORDER BY c.updated_at DESC, c.created_at DESC, c.id"""
 
 
@@ -66,6 +70,8 @@ def _info(row: Sequence[Any]) -> ConversationInfo:
         owner=row[4],
         message_count=int(row[5]),
         total_tokens=int(row[6]),
+        version=int(row[7]),
+        metadata=decode_metadata(row[8]),
     )
 
 
@@ -97,6 +103,10 @@ class SQLStore:
         if tx.execute(sql, (check_id(conversation_id),)).fetchone() is None:
             raise no_conversation(conversation_id)
 
+    def _bump(self, tx: Tx, conversation_id: str) -> None:
+        sql = "UPDATE conversations SET version = version + 1 WHERE id = ?"
+        tx.execute(sql, (conversation_id,))
+
     def _present(self, tx: Tx, conversation_id: str, ids: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for part in _chunks(ids):
@@ -107,16 +117,27 @@ class SQLStore:
         return found
 
     # -- conversations ------------------------------------------------------------------------
-    def create_conversation(self, title: str = "", *, owner: str = "") -> ConversationInfo:
+    def create_conversation(
+        self,
+        title: str = "",
+        *,
+        owner: str = "",
+        conversation_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ConversationInfo:
         title, owner, now = check_title(title), check_owner(owner), time.time()
-        cid = new_conversation_id()
-        with self._tx() as tx:
-            tx.execute(
-                "INSERT INTO conversations (id, title, owner, created_at, updated_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (cid, title, owner, now, now),
-            )
-        return ConversationInfo(cid, title, now, now, owner=owner)
+        cid = new_conversation_id() if conversation_id is None else check_new_id(conversation_id)
+        meta = check_metadata(metadata or {})
+        try:
+            with self._tx() as tx:
+                tx.execute(
+                    "INSERT INTO conversations (id, title, owner, created_at, updated_at,"
+                    " metadata) VALUES (?, ?, ?, ?, ?, ?)",
+                    (cid, title, owner, now, now, encode_metadata(meta)),
+                )
+        except IntegrityConflict as e:
+            raise AlreadyExists(f"a conversation with id {cid!r} already exists") from e
+        return ConversationInfo(cid, title, now, now, owner=owner, metadata=meta)
 
     def get_conversation(self, conversation_id: str) -> ConversationInfo:
         with self._tx(write=False) as tx:
@@ -162,6 +183,13 @@ class SQLStore:
             if tx.execute(sql, (title, check_id(conversation_id))).rowcount == 0:
                 raise no_conversation(conversation_id)
 
+    def set_metadata(self, conversation_id: str, metadata: Mapping[str, str]) -> None:
+        text = encode_metadata(check_metadata(metadata))
+        with self._tx() as tx:
+            sql = "UPDATE conversations SET metadata = ? WHERE id = ?"
+            if tx.execute(sql, (text, check_id(conversation_id))).rowcount == 0:
+                raise no_conversation(conversation_id)
+
     def delete_conversation(self, conversation_id: str) -> None:
         with self._tx() as tx:
             sql = "DELETE FROM conversations WHERE id = ?"
@@ -185,7 +213,7 @@ class SQLStore:
                 )
                 tx.execute(
                     "UPDATE conversations SET updated_at = ?, message_count = message_count + ?,"
-                    " total_tokens = total_tokens + ? WHERE id = ?",
+                    " total_tokens = total_tokens + ?, version = version + 1 WHERE id = ?",
                     (time.time(), len(batch), sum(m.tokens or 0 for m in batch), conversation_id),
                 )
         except IntegrityConflict as e:
@@ -225,7 +253,7 @@ class SQLStore:
                 count += tx.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
             tx.execute(
                 "UPDATE conversations SET message_count = message_count - ?,"
-                " total_tokens = total_tokens - ? WHERE id = ?",
+                " total_tokens = total_tokens - ?, version = version + 1 WHERE id = ?",
                 (count, tokens, conversation_id),
             )
 
@@ -235,6 +263,7 @@ class SQLStore:
             sql = "UPDATE messages SET pinned = ? WHERE conversation_id = ? AND id = ?"
             if tx.execute(sql, (bool(pinned), conversation_id, message_id)).rowcount == 0:
                 raise missing_messages(conversation_id, [str(message_id)])
+            self._bump(tx, conversation_id)
 
     # -- summaries ----------------------------------------------------------------------------
     def get_summary(self, conversation_id: str) -> SummaryRecord | None:
@@ -261,8 +290,8 @@ class SQLStore:
         now = time.time()
         with self._tx() as tx:
             row = tx.execute(
-                "UPDATE conversations SET summary_version = summary_version + 1"
-                " WHERE id = ? RETURNING summary_version",
+                "UPDATE conversations SET summary_version = summary_version + 1,"
+                " version = version + 1 WHERE id = ? RETURNING summary_version",
                 (check_id(conversation_id),),
             ).fetchone()
             if row is None:
@@ -278,6 +307,27 @@ class SQLStore:
         with self._tx() as tx:
             self._require(tx, conversation_id)
             tx.execute("DELETE FROM summaries WHERE conversation_id = ?", (conversation_id,))
+            self._bump(tx, conversation_id)
+
+    # -- the last turn's context --------------------------------------------------------------
+    def put_turn_context(self, conversation_id: str, record: str) -> None:
+        record = check_text(record, "a turn context")
+        with self._tx() as tx:
+            self._require(tx, conversation_id)
+            tx.execute(
+                "INSERT INTO turn_contexts (conversation_id, record, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (conversation_id) DO UPDATE SET record = excluded.record,"
+                " created_at = excluded.created_at",
+                (conversation_id, record, time.time()),
+            )
+
+    def get_turn_context(self, conversation_id: str) -> str | None:
+        with self._tx(write=False) as tx:
+            self._require(tx, conversation_id)
+            row = tx.execute(
+                "SELECT record FROM turn_contexts WHERE conversation_id = ?", (conversation_id,)
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     # -- vectors ------------------------------------------------------------------------------
     def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
-from ..core.errors import StorageError
+from ..core.errors import AlreadyExists, StorageError
 from ..core.messages import Message
 from ..core.store import ConversationInfo, SummaryRecord
 from ._common import (
     check_id,
     check_ids,
     check_messages,
+    check_metadata,
+    check_new_id,
     check_owner,
     check_text,
     check_title,
@@ -30,6 +32,7 @@ from ._common import (
     no_conversation,
     resolve_conversation,
 )
+from ._keys import InMemoryKeyStore
 
 __all__ = ["InMemoryStore"]
 
@@ -45,6 +48,9 @@ class _Conversation:
     summaries: list[SummaryRecord] = field(default_factory=list)
     summary_version: int = 0
     vectors: dict[tuple[str, str], bytes] = field(default_factory=dict)
+    version: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+    turn_context: str | None = None
 
     def info(self) -> ConversationInfo:
         return ConversationInfo(
@@ -55,6 +61,8 @@ class _Conversation:
             message_count=len(self.messages),
             total_tokens=sum(m.tokens or 0 for m in self.messages),
             owner=self.owner,
+            version=self.version,
+            metadata=dict(self.metadata),
         )
 
     def contains(self, text: str) -> bool:
@@ -70,10 +78,11 @@ def _newest_first(convs: list[_Conversation]) -> list[ConversationInfo]:
     return [c.info() for c in convs]
 
 
-class InMemoryStore:
-    """Conversations in memory."""
+class InMemoryStore(InMemoryKeyStore):
+    """Conversations (and API keys) in memory."""
 
     def __init__(self) -> None:
+        super().__init__()
         self._lock = threading.RLock()
         self._convs: dict[str, _Conversation] = {}
 
@@ -88,10 +97,20 @@ class InMemoryStore:
         return [c for c in self._convs.values() if c.owner == owner]
 
     # -- conversations ------------------------------------------------------------------------
-    def create_conversation(self, title: str = "", *, owner: str = "") -> ConversationInfo:
+    def create_conversation(
+        self,
+        title: str = "",
+        *,
+        owner: str = "",
+        conversation_id: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> ConversationInfo:
         title, owner, now = check_title(title), check_owner(owner), time.time()
-        conv = _Conversation(new_conversation_id(), title, owner, now, now)
+        cid = new_conversation_id() if conversation_id is None else check_new_id(conversation_id)
+        conv = _Conversation(cid, title, owner, now, now, metadata=check_metadata(metadata or {}))
         with self._lock:
+            if cid in self._convs:
+                raise AlreadyExists(f"a conversation with id {cid!r} already exists")
             self._convs[conv.id] = conv
             return conv.info()
 
@@ -127,6 +146,11 @@ class InMemoryStore:
         with self._lock:
             self._get(conversation_id).title = title
 
+    def set_metadata(self, conversation_id: str, metadata: Mapping[str, str]) -> None:
+        clean = check_metadata(metadata)
+        with self._lock:
+            self._get(conversation_id).metadata = clean
+
     def delete_conversation(self, conversation_id: str) -> None:
         with self._lock:
             del self._convs[self._get(conversation_id).id]
@@ -145,6 +169,7 @@ class InMemoryStore:
                 )
             conv.messages.extend(replace(m) for m in batch)
             conv.updated_at = time.time()
+            conv.version += 1
 
     def load(self, conversation_id: str) -> list[Message]:
         with self._lock:
@@ -159,6 +184,7 @@ class InMemoryStore:
                 raise missing_messages(conversation_id, missing)
             conv.messages = [m for m in conv.messages if m.id not in gone]
             conv.vectors = {k: v for k, v in conv.vectors.items() if k[1] not in gone}
+            conv.version += 1
 
     def set_pinned(self, conversation_id: str, message_id: str, pinned: bool) -> None:
         with self._lock:
@@ -167,6 +193,7 @@ class InMemoryStore:
             if msg is None:
                 raise missing_messages(conversation_id, [str(message_id)])
             msg.pinned = bool(pinned)
+            conv.version += 1
 
     # -- summaries ----------------------------------------------------------------------------
     def get_summary(self, conversation_id: str) -> SummaryRecord | None:
@@ -184,13 +211,26 @@ class InMemoryStore:
         with self._lock:
             conv = self._get(conversation_id)
             conv.summary_version += 1
+            conv.version += 1
             record = SummaryRecord(text, covers_until, conv.summary_version, time.time())
             conv.summaries.append(record)
             return record
 
     def clear_summary(self, conversation_id: str) -> None:
         with self._lock:
-            self._get(conversation_id).summaries.clear()
+            conv = self._get(conversation_id)
+            conv.summaries.clear()
+            conv.version += 1
+
+    # -- the last turn's context --------------------------------------------------------------
+    def put_turn_context(self, conversation_id: str, record: str) -> None:
+        record = check_text(record, "a turn context")
+        with self._lock:
+            self._get(conversation_id).turn_context = record
+
+    def get_turn_context(self, conversation_id: str) -> str | None:
+        with self._lock:
+            return self._get(conversation_id).turn_context
 
     # -- vectors ------------------------------------------------------------------------------
     def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:

@@ -146,6 +146,40 @@ def m004_conversation_totals(db: Schema) -> None:
     )
 
 
+@migration
+def m005_conversation_versions(db: Schema) -> None:
+    """A version that grows with each change to a conversation's messages or summary (caches in
+    several processes check it), and client metadata (a JSON object of strings)."""
+    db.execute("ALTER TABLE conversations ADD COLUMN version BIGINT NOT NULL DEFAULT 0")
+    db.execute("ALTER TABLE conversations ADD COLUMN metadata TEXT NOT NULL DEFAULT '{}'")
+
+
+@migration
+def m006_api_keys(db: Schema) -> None:
+    """The server's API keys: a hash and a display prefix, never the key; names never reused."""
+    real = db.dialect.real
+    db.execute(
+        f"""CREATE TABLE api_keys (
+            name TEXT PRIMARY KEY,
+            key_hash TEXT NOT NULL UNIQUE,
+            prefix TEXT NOT NULL,
+            created_at {real} NOT NULL,
+            last_used_at {real},
+            revoked_at {real})"""
+    )
+
+
+@migration
+def m007_turn_contexts(db: Schema) -> None:
+    """What the last turn of a conversation sent (the server's context inspector)."""
+    db.execute(
+        f"""CREATE TABLE turn_contexts (
+            conversation_id TEXT PRIMARY KEY REFERENCES conversations(id) ON DELETE CASCADE,
+            record TEXT NOT NULL,
+            created_at {db.dialect.real} NOT NULL)"""
+    )
+
+
 def migration_names(migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
     return [m.__name__ for m in migrations]
 

@@ -1,9 +1,11 @@
 """PostgresStore: conversations in PostgreSQL through psycopg 3 and a connection pool.
 
-Several processes (web workers, the CLI) can share one database: each call is one transaction
-on a pooled connection, appends lock their conversation row (``FOR UPDATE``), and migrations run
-under a transaction-scoped advisory lock so concurrent openers apply each one exactly once.
-Threads are safe: each call borrows its own connection from the pool.
+Several processes (web workers, server workers, the CLI) can share one database: each call is
+one transaction on a pooled connection, appends lock their conversation row (``FOR UPDATE``),
+and migrations run under a transaction-scoped advisory lock so concurrent openers apply each one
+exactly once. Threads are safe: each call borrows its own connection from the pool. A server's
+turns hold their conversation across processes with ``lock_conversation`` (``_pg_locks``: two
+session-level advisory locks on one more connection, opened on first use).
 
 psycopg is imported only here, inside functions (extra ``postgres``); without it,
 opening a store raises ConfigError with the install command.
@@ -21,6 +23,8 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ..core.errors import ConfigError, StorageError
 from ._common import IntegrityConflict
+from ._keys import SQLKeys
+from ._pg_locks import AdvisoryLocks
 from ._sql import Rows, SQLStore
 from .migrations import MIGRATIONS, POSTGRES, Migration, Schema, apply_migrations
 
@@ -68,7 +72,7 @@ class _PgTx:
             cur.executemany(_pg(sql), rows)
 
 
-class PostgresStore(SQLStore):
+class PostgresStore(SQLStore, SQLKeys):
     """The Store protocol on PostgreSQL; ``schema`` keeps memchat's tables in their own schema."""
 
     _for_update = " FOR UPDATE"
@@ -95,6 +99,14 @@ class PostgresStore(SQLStore):
             self._kwargs["options"] = f"-c search_path={schema}"
         self._migrate(migrations)
         self._pool = self._open_pool(pool_module, min_size, max_size)
+        self._locks = AdvisoryLocks(self._lock_connection, schema or "", self._errors)
+
+    def _lock_connection(self) -> Any:
+        return self._psycopg.connect(self.dsn, autocommit=True, **self._kwargs)
+
+    def lock_conversation(self, conversation_id: str, *, wait: float) -> Any:
+        """Hold a conversation for one turn, across processes (see ``_pg_locks``)."""
+        return self._locks.lock_conversation(conversation_id, wait=wait)
 
     def _open_pool(self, pool_module: Any, min_size: int, max_size: int) -> Any:
         """A pool that checks each connection before lending it (the server may restart)."""
@@ -161,6 +173,8 @@ class PostgresStore(SQLStore):
                 yield _PgTx(conn)
 
     def close(self) -> None:
+        if hasattr(self, "_locks"):
+            self._locks.close()
         pool, self._pool = self._pool, None
         if pool is not None:
             pool.close()

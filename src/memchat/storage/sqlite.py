@@ -23,6 +23,7 @@ from typing import Any
 
 from ..core.errors import StorageError
 from ._common import IntegrityConflict
+from ._keys import SQLKeys
 from ._sql import Rows, SQLStore
 from .migrations import MIGRATIONS, SQLITE, Migration, Schema, apply_migrations
 
@@ -40,7 +41,7 @@ class _SQLiteTx:
         self._conn.executemany(sql, rows)
 
 
-class SQLiteStore(SQLStore):
+class SQLiteStore(SQLStore, SQLKeys):
     """Conversations in one SQLite file (or ``":memory:"``); migrated on open."""
 
     def __init__(
