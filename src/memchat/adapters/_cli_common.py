@@ -1,8 +1,8 @@
 """CLI plumbing shared by every command: the injectable App, settings flags, error handling.
 
 Every MemchatError becomes one line on stderr and an exit code, never a traceback:
-1 backend (and anything else), 2 usage / bad input / unknown conversation, 3 configuration,
-4 storage.
+1 backend (and anything else), 2 usage / bad input / unknown conversation or key / a name
+already taken, 3 configuration, 4 storage.
 """
 
 from __future__ import annotations
@@ -15,7 +15,14 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ..core.errors import ConfigError, MemchatError, NotFound, StorageError, UsageError
+from ..core.errors import (
+    AlreadyExists,
+    ConfigError,
+    MemchatError,
+    NotFound,
+    StorageError,
+    UsageError,
+)
 from ..core.reply import Reply
 from ..core.store import ConversationInfo, Store
 from ..settings import Settings, build_backend, load_settings
@@ -46,7 +53,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 def exit_code(exc: MemchatError) -> int:
     if isinstance(exc, ConfigError):
         return EXIT_CONFIG
-    if isinstance(exc, UsageError | NotFound):
+    if isinstance(exc, UsageError | NotFound | AlreadyExists):
         return EXIT_USAGE
     if isinstance(exc, StorageError):
         return EXIT_STORAGE

@@ -1,6 +1,7 @@
 """The `memchat` command line (click + rich).
 
-The commands live in private modules (``_cli_chat``, ``_cli_oneshot``, ``_cli_conversations``);
+The commands live in private modules (``_cli_chat``, ``_cli_oneshot``, ``_cli_conversations``,
+``_cli_keys``);
 this module assembles them and turns every MemchatError into one line on stderr and an exit
 code (see ``_cli_common``). Tests call ``cli`` through click's CliRunner with
 ``obj=App(environ=..., make_backend=..., make_store=...)``.
@@ -22,6 +23,7 @@ from ..core.errors import ConfigError, MemchatError
 from ._cli_chat import chat
 from ._cli_common import App, fail, settings_options
 from ._cli_conversations import conversations, export, import_
+from ._cli_keys import keys
 from ._cli_oneshot import ask, config, context
 
 __all__ = ["LAZY_COMMANDS", "App", "cli", "main"]
@@ -104,7 +106,7 @@ def web(app: App, /, host: str | None, port: int | None, users: str | None, **fl
     launch(settings, host=host, port=port, users=users)
 
 
-for _command in (chat, ask, context, config, conversations, export, import_):
+for _command in (chat, ask, context, config, conversations, export, import_, keys):
     cli.add_command(_command)
 
 
