@@ -8,6 +8,7 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
+from ..core.explain import explain
 from ..core.memory import Budget, Context
 from ..core.messages import Message
 from ..core.meter import MeterReading
@@ -37,7 +38,6 @@ _STATUS_STYLE = {
     "system": "blue",
 }
 MAX_DROPPED_ROWS = 20
-RECALL_BLOCK_ID = "recalled"  # the id RecallMemory gives the message holding recalled messages
 
 
 def short_id(message_id: str) -> str:
@@ -63,28 +63,6 @@ def meter_text(reading: MeterReading, context: Context | None = None) -> Text:
     return text
 
 
-def _statuses(ctx: Context) -> dict[str, str]:
-    """Status by message id; a left-out message brought back by recall shows as recalled."""
-    summarized = {m.id for m in ctx.summarized}
-    status = {m.id: "summarized" if m.id in summarized else "dropped" for m in ctx.dropped}
-    for m in ctx.pinned:
-        status[m.id] = "pinned"
-    for recalled in ctx.recalled:
-        for m in recalled.round:
-            status[m.id] = "recalled"
-    if ctx.summary is not None:
-        status[ctx.summary.id] = "summary"
-    return status
-
-
-def _status_of(m: Message, ctx: Context, status: dict[str, str], question: Message | None) -> str:
-    if question is not None and m is question:
-        return "question"
-    if m.id == RECALL_BLOCK_ID and ctx.recalled:
-        return "recalled"
-    return status.get(m.id, "system" if m.role == "system" else "kept")
-
-
 def context_table(
     ctx: Context,
     counter: TokenCounter,
@@ -92,7 +70,8 @@ def context_table(
     question: Message | None = None,
     show_all: bool = False,
 ) -> Table:
-    """Every message sent (in order), then what was left out, with token counts and status."""
+    """Every message sent (in order), then what was left out, with token counts and status
+    (``core.explain``; the question being asked shows as ``question``)."""
     table = Table(show_edge=False, pad_edge=False, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("id", no_wrap=True)
@@ -100,17 +79,19 @@ def context_table(
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
-    status = _statuses(ctx)
-    for n, m in enumerate(ctx.messages, start=1):
-        _row(table, str(n), m, _status_of(m, ctx, status, question), counter)
-    dropped = list(ctx.dropped)
-    if not show_all and len(dropped) > MAX_DROPPED_ROWS:
-        shown = {m.id for m in dropped[-MAX_DROPPED_ROWS:]}
-        dropped = [m for m in dropped if m.id in shown or status[m.id] != "dropped"]
-        hidden = len(ctx.dropped) - len(dropped)
+    placed = explain(ctx)
+    sent = [p for p in placed if p.sent]
+    for n, p in enumerate(sent, start=1):
+        status = "question" if question is not None and p.message is question else p.status
+        _row(table, str(n), p.message, status, counter)
+    left = placed[len(sent) :]
+    if not show_all and len(left) > MAX_DROPPED_ROWS:
+        shown = {p.message.id for p in left[-MAX_DROPPED_ROWS:]}
+        left = [p for p in left if p.message.id in shown or p.status != "dropped"]
+        hidden = len(placed) - len(sent) - len(left)
         table.add_row("", "", "", "", "", Text(f"… {hidden:,} more left out (--all)", "dim"))
-    for m in dropped:
-        _row(table, "-", m, status[m.id], counter)
+    for p in left:
+        _row(table, "-", p.message, p.status, counter)
     return table
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
+from ..core.explain import explain
 from ..core.memory import Context
 from ..core.messages import Message
 from ..core.meter import MeterReading
@@ -143,22 +144,11 @@ def inspector_html(session: ChatSession | None) -> str:
 
 
 def _sent_rows(context: Context, session: ChatSession) -> list[str]:
-    recalled = {m.id: r.score for r in context.recalled for m in r.round}
-    pinned = {m.id for m in context.pinned}
-    summary_id = context.summary.id if context.summary is not None else None
     rows = []
-    for m in context.messages:
-        if m.id == summary_id:
-            tag = "summary"
-        elif m.id in recalled:
-            tag = f"recalled {recalled[m.id]:.2f}"
-        elif m.id in pinned:
-            tag = "pinned"
-        elif m.role == "system":
-            tag = "system"
-        else:
-            tag = "kept"
-        rows.append(_row(m, tag, session))
+    for p in explain(context):
+        if p.sent:
+            score = f" {p.score:.2f}" if p.score is not None else ""
+            rows.append(_row(p.message, p.status + score, session))
     return rows
 
 
