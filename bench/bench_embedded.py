@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, median, percentile, write_results  # noqa: E402
 from bench._embedded_fidelity import bench_fidelity, end_drift  # noqa: E402
+from bench._embedded_memory import MEMORY_TURNS, bench_memory, bench_weights  # noqa: E402
 from bench._embedded_report import machine_notes, report  # noqa: E402
 from bench._embedded_setup import (  # noqa: E402
     BUDGET,
@@ -46,6 +47,13 @@ from memchat.backends._llama_cache import common_prefix  # noqa: E402
 from memchat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from memchat.core import CacheAware, TokenBudget  # noqa: E402
 from memchat.strategies import make_strategy  # noqa: E402
+
+MEMORY_ARMS = [  # (g): weights x strategy
+    ("original", "cache"),
+    ("q8_0", "cache"),
+    ("original", "recall-local"),
+    ("q8_0", "recall-local"),
+]
 
 
 def turn(session: ChatSession, text: str) -> tuple[float, float]:
@@ -282,7 +290,27 @@ def main() -> None:
     ap.add_argument(
         "--report", action="store_true", help="only rewrite the Markdown from the last results"
     )
+    ap.add_argument(
+        "--memory-only",
+        action="store_true",
+        help="run only (f) weight formats and (g) long memory, kept with the last results",
+    )
+    ap.add_argument(
+        "--weights-only", action="store_true", help="run only (f), kept with the last results"
+    )
     args = ap.parse_args()
+    if args.memory_only or args.weights_only:
+        path = ROOT / "bench" / "results" / "embedded.json"
+        data = json.loads(path.read_text()) if path.exists() else {}
+        started = time.perf_counter()
+        data["weights"] = bench_weights(8 if args.quick else 40)
+        if args.memory_only:
+            data["memory"] = bench_memory(MEMORY_ARMS, 60 if args.quick else MEMORY_TURNS)
+        data["memory_wall_s"] = time.perf_counter() - started
+        md = report(data, data.get("quick", args.quick))
+        print(md)
+        write_results("embedded", data, md)
+        return
     if args.report:
         data = json.loads((ROOT / "bench" / "results" / "embedded.json").read_text())
         write_results("embedded", data, report(data, data["quick"]))
@@ -300,6 +328,10 @@ def main() -> None:
     data["decode"] = bench_decode(128, reps)
     print("  (d) fidelity ...", flush=True)
     data["fidelity"] = bench_fidelity(cases)
+    data["main_weights"] = LlamaCppBackend().weights
+    print("  (f) weights ...", flush=True)
+    data["weights"] = bench_weights(8 if args.quick else 40)
+    data["memory"] = bench_memory(MEMORY_ARMS, 60 if args.quick else MEMORY_TURNS)
     data["machine_notes"] = machine_notes()
     data["quick"] = args.quick
     data["wall_s"] = time.perf_counter() - started
