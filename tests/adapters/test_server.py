@@ -73,12 +73,13 @@ def test_bad_requests_get_openai_shaped_errors(running: Running) -> None:
         )
     with pytest.raises(openai.BadRequestError, match="unknown role"):
         client.chat.completions.create(model="echo", messages=[{"role": "wizard", "content": "hi"}])
-    with pytest.raises(openai.NotFoundError, match="no conversation"):
-        client.chat.completions.create(
+    with pytest.raises(openai.BadRequestError, match="a conversation id is") as caught:
+        client.chat.completions.create(  # an unknown id is created on first use; not this one
             model="echo",
             messages=[{"role": "user", "content": "x"}],
-            extra_headers={HEADER: "nope"},
+            extra_headers={HEADER: "no such/id"},
         )
+    assert caught.value.body["param"] == "conversation"  # type: ignore[index]
 
 
 def test_backend_error_maps_to_429_and_history_is_kept() -> None:
@@ -112,11 +113,14 @@ def test_keys_isolate_callers() -> None:
         )
         cid = raw.headers[HEADER]
         with pytest.raises(openai.NotFoundError):
-            bob.chat.completions.create(
-                model="echo",
-                messages=[{"role": "user", "content": "peek"}],
-                extra_headers={HEADER: cid},
-            )
+            bob.get(f"/conversations/{cid}", cast_to=object)
+        peek = bob.chat.completions.create(  # the same id is a new conversation of bob's own
+            model="echo",
+            messages=[{"role": "user", "content": "peek"}],
+            extra_headers={HEADER: cid},
+        )
+        assert peek.choices[0].message.content == "echo: peek"
+        assert [m.content for m in r.backend.calls[-1]] == ["peek"]  # nothing of alice's
         assert [m.id for m in alice.models.list().data] == ["echo"]
 
 

@@ -245,14 +245,27 @@ def test_memory_upkeep_holds_the_conversation_and_the_next_send_waits_for_it() -
         )
         assert raw.parse().choices[0].message.content == "fine"  # answered before its upkeep
         cid = raw.headers[HEADER]
-        deleting = r.http().delete(f"/conversations/{cid}")  # not while the upkeep runs
-        assert deleting.status_code == 409
         sent_at: list[float] = []
         threading.Timer(0.3, _SlowUpkeep.gate.set).start()
         backend.enqueue(lambda messages: str(sent_at.append(time.monotonic())))
         client.chat.completions.create(model="m", messages=USER, extra_headers={HEADER: cid})
         assert _SlowUpkeep.upkeeps and sent_at[0] > _SlowUpkeep.upkeeps[0]  # waited for it
         assert len(r.store.load(cid)) == 4
+
+
+def test_a_delete_during_the_upkeep_waits_for_it() -> None:
+    _SlowUpkeep.gate.clear()
+    _SlowUpkeep.upkeeps.clear()
+    with Running(ScriptedBackend(default="fine"), session_class=_SlowUpkeep) as r:
+        raw = r.client().chat.completions.with_raw_response.create(
+            model="m", messages=USER, extra_body={"conversation": "new"}
+        )
+        cid = raw.headers[HEADER]
+        threading.Timer(0.3, _SlowUpkeep.gate.set).start()
+        deleting = r.http().delete(f"/conversations/{cid}")  # not while the upkeep runs
+        assert deleting.status_code == 200 and deleting.json()["deleted"] is True
+        assert _SlowUpkeep.upkeeps  # the upkeep had ended when the delete answered
+        assert r.store.list_conversations() == []
 
 
 def test_idle_sessions_are_bounded_and_evicted_ones_resume_from_the_store() -> None:

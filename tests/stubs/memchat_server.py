@@ -1,9 +1,10 @@
 """memchat's HTTP server on a real uvicorn on 127.0.0.1 (a free port, its own thread) for tests.
 
 ``with Running(backend) as r: r.client().chat.completions.create(...)``: the clients are the
-official openai SDK's (sync and async). Sessions are built like ``build_session`` builds them:
-a stored conversation is resumed from the store, so a session evicted from the server's LRU
-comes back whole. ``r.sessions`` records every session made.
+official openai SDK's (sync and async). ``store_keys=True`` makes the server take API keys from
+its (in-memory) store, as ``memchat serve`` does. Sessions are built like ``build_session``
+builds them: a stored conversation is resumed from the store, so a session evicted from the
+server's LRU comes back whole. ``r.sessions`` records every session made.
 """
 
 from __future__ import annotations
@@ -18,8 +19,9 @@ import httpx
 import openai
 import uvicorn
 
+from memchat.adapters._server_auth import Auth
 from memchat.adapters.server import ServerLimits, build_server
-from memchat.core import Budget, ChatBackend, ChatSession, Message, TokenBudget
+from memchat.core import Budget, ChatBackend, ChatSession, MemoryStrategy, Message, TokenBudget
 from memchat.storage import open_store
 
 __all__ = ["Running"]
@@ -34,13 +36,19 @@ class Running:
         limits: ServerLimits | None = None,
         budget: Budget | None = None,
         session_class: Callable[..., ChatSession] = ChatSession,
+        strategy: Callable[[], MemoryStrategy] = TokenBudget,
+        store_keys: bool = False,
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.backend = backend
         self.budget = budget or Budget(300, 50)
         self.session_class = session_class
+        self.strategy = strategy
         self.store = open_store("memory:")
         self.sessions: list[ChatSession] = []
-        app = build_server(self.make, store=self.store, model="echo", keys=keys, limits=limits)
+        auth = Auth(static=keys, keys=self.store) if store_keys else None  # type: ignore[arg-type]
+        app = build_server(self.make, store=self.store, model="echo", keys=keys, limits=limits,
+                           auth=auth, secrets=secrets)  # fmt: skip
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
         self.port = int(self.sock.getsockname()[1])
@@ -64,7 +72,7 @@ class Running:
             conversation_id=cid,
             history=history,
             budget=self.budget,
-            strategy=TokenBudget(),
+            strategy=self.strategy(),
         )
         self.sessions.append(session)
         return session

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from ..core.errors import ConfigError
 from ._server_errors import ApiError, invalid
 
-__all__ = ["MiB", "ServerLimits", "read_json"]
+__all__ = ["MiB", "ServerLimits", "parse_json", "read_body", "read_json"]
 
 MiB = 1024 * 1024
 
@@ -74,7 +74,11 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 async def read_json(request: Request, limits: ServerLimits) -> dict[str, Any]:
     """The body as a JSON object, within the size and depth limits."""
-    raw = await read_body(request, limits.max_body_bytes)
+    return parse_json(await read_body(request, limits.max_body_bytes), limits)
+
+
+def parse_json(raw: bytes, limits: ServerLimits) -> dict[str, Any]:
+    """A JSON object within the depth limit; ApiError 400 otherwise."""
     deep = invalid(
         f"the request body is nested deeper than {limits.max_json_depth} levels",
         None,

@@ -13,6 +13,8 @@ begun, into its SSE error event, so ``code`` and ``type`` are the same strings i
     BackendUnavailable     502     upstream_unavailable
     other BackendError     502     backend_error
     NotFound               404     not_found
+    AlreadyExists          409     already_exists
+    ConversationBusy       409     conversation_busy
     UsageError             400     invalid_request_error
     ConfigError            500     server_config_error
 """
@@ -20,17 +22,20 @@ begun, into its SSE error event, so ``code`` and ``type`` are the same strings i
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from starlette.responses import JSONResponse
 
 from ..core.errors import (
+    AlreadyExists,
     AuthError,
     BackendTimeout,
     BackendUnavailable,
     ConfigError,
     ContextTooLong,
+    ConversationBusy,
     MemchatError,
     NotFound,
     RateLimited,
@@ -73,6 +78,8 @@ _TABLE: list[tuple[type[MemchatError], int, str, str]] = [
     (BackendTimeout, 504, "timeout", "timeout"),
     (BackendUnavailable, 502, "upstream_unavailable", "upstream_unavailable"),
     (NotFound, 404, "not_found", INVALID),
+    (AlreadyExists, 409, "already_exists", INVALID),
+    (ConversationBusy, 409, "conversation_busy", INVALID),
     (UsageError, 400, INVALID, INVALID),
     (ConfigError, 500, "server_config_error", "server_config_error"),
 ]
@@ -91,7 +98,11 @@ def api_error(exc: MemchatError) -> ApiError:
     return ApiError(status, str(exc), code, param, kind, headers)
 
 
-def error_response(error: ApiError | MemchatError) -> JSONResponse:
+def error_response(
+    error: ApiError | MemchatError, scrub: Callable[[str], str] = str
+) -> JSONResponse:
+    """The JSON answer; ``scrub`` cleans the message (``_server_secrets``: no key in it)."""
     if isinstance(error, MemchatError):
         error = api_error(error)
-    return JSONResponse(error.body(), status_code=error.status, headers=error.headers)
+    body = replace(error, message=scrub(error.message)).body()
+    return JSONResponse(body, status_code=error.status, headers=error.headers)

@@ -12,7 +12,9 @@ Nothing is sent until the reply has its first text (or has failed): an error bef
 token (a 429 from upstream, an empty message) is a plain JSON error with its HTTP status; after
 it, an SSE ``error`` event with the same body. When the client hangs up, the reply stops at its
 next chunk and commits nothing. The conversation is held (``hold``) until the reply has closed
-and the turn's memory upkeep has run, so the next turn sees the finished history.
+and the turn's memory upkeep has run, so the next turn sees the finished history; a committed
+turn's context is recorded for ``GET /v1/conversations/{id}/context`` before it is let go.
+Error texts pass through ``scrub`` (no key in an answer).
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import math
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import anyio
@@ -38,6 +41,8 @@ from starlette.types import Receive, Scope, Send
 from ..core.errors import MemchatError
 from ..core.reply import Reply
 from ..core.session import ChatSession
+from ..core.store import Store
+from ._server_context import context_record
 from ._server_errors import ApiError, api_error, error_response
 from ._server_params import ChatRequest
 from ._server_sessions import Hold
@@ -72,6 +77,8 @@ class Turn(Response):
         limiter: CapacityLimiter,
         hold: Hold,
         headers: dict[str, str],
+        store: Store | None = None,
+        scrub: Callable[[str], str] = str,
     ) -> None:
         self.session = session
         self.chat = chat
@@ -79,10 +86,14 @@ class Turn(Response):
         self.limiter = limiter
         self.hold = hold
         self.extra_headers = headers
+        self.store = store
+        self.scrub = scrub
+        self.reply: Reply | None = None
         self.completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        upkeep = False
         try:
             if self.chat.stream:
                 await self._stream(scope, receive, send)
@@ -90,9 +101,32 @@ class Turn(Response):
                 await self._json(scope, receive, send)
             if self.session.conversation_id is not None:  # a stateless session is thrown away
                 self.hold.upkeep()  # the next request may now wait for it, not get a 409
-                await anyio.to_thread.run_sync(self.session.upkeep, limiter=self.limiter)
+                upkeep = True
+        finally:
+            if self.hold.active:
+                with anyio.CancelScope(shield=True):  # always let the conversation go
+                    await anyio.to_thread.run_sync(self._end, upkeep, limiter=self.limiter)
+
+    def _end(self, upkeep: bool) -> None:
+        """On a worker thread: the turn's memory upkeep and its context record, then release
+        the conversation (in this process and across processes)."""
+        try:
+            self.hold.reply_done()
+            if upkeep:
+                self.session.upkeep()
+                self._record()
         finally:
             self.hold.release()
+
+    def _record(self) -> None:
+        cid = self.session.conversation_id
+        record = None if self.reply is None else context_record(self.session, self.reply)
+        if record is None or self.store is None or cid is None:
+            return
+        try:
+            self.store.put_turn_context(cid, record)
+        except MemchatError as exc:  # the inspector's record must not fail a finished turn
+            log.warning("could not record the turn's context: %s", exc)
 
     # -- JSON ---------------------------------------------------------------------------------
     async def _json(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -112,7 +146,7 @@ class Turn(Response):
 
     def _complete(self, stop: threading.Event) -> Reply:
         """On the worker thread: the whole reply; a client gone meanwhile stops it uncommitted."""
-        reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
+        reply = self.reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
         with closing(reply):
             for _ in reply:
                 if stop.is_set():
@@ -125,7 +159,7 @@ class Turn(Response):
         return {**self._base("chat.completion"), "choices": [choice], "usage": _usage(reply)}
 
     def _error(self, error: ApiError | MemchatError) -> JSONResponse:
-        response = error_response(error)
+        response = error_response(error, self.scrub)
         response.headers.update(self.extra_headers)
         return response
 
@@ -159,7 +193,7 @@ class Turn(Response):
             return not stop.is_set()
 
         try:
-            reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
+            reply = self.reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
             try:
                 for text in reply:
                     if stop.is_set() or not emit(text):
@@ -192,7 +226,8 @@ class Turn(Response):
             if isinstance(piece, str):
                 await self._send(send, self._delta({"content": piece}))
             elif isinstance(piece, _Failure):
-                await self._send(send, piece.error.body())
+                error = replace(piece.error, message=self.scrub(piece.error.message))
+                await self._send(send, error.body())
                 break
             else:
                 await self._finish(send, piece.reply)

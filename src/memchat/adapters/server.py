@@ -4,16 +4,17 @@
     POST /v1/tokenize           token ids and count of a text or a message list
     POST /v1/tokenize/count     the count only
     GET  /v1/models             the one model this server runs
-    GET  /v1/conversations      this caller's stored conversations
-    GET  /v1/conversations/{id} one conversation's messages
-    DELETE /v1/conversations/{id}
+    /v1/conversations…          create, list, get, rename, delete, fork; messages, pin, forget;
+                                the last turn's context (``_server_conv_api``)
 
 Stateless by default: the client's messages are the history (untrusted: roles, content and
 sizes are checked) and memchat's strategy trims them to the budget. Stateful when the request
 names a conversation (header ``X-Memchat-Conversation`` or body field ``conversation``): the
 server keeps the history, the client sends only the new user message, and memory (trimming,
-summary, recall) applies. ``conversation: "new"`` starts one; its id comes back in the same
-header.
+summary, recall) applies. ``conversation: "new"`` starts one with an id the server picks; an id
+that does not exist yet is created on first use (``_server_conversations``); the id comes back
+in the same header. Each turn is built from the stored conversation as it is now, and turns of
+one conversation are serialised across worker processes too (``_server_sessions``).
 
 Request parameters are honoured or refused as ``_server_params`` lists (never silently
 dropped); the limits of one request are ``ServerLimits`` (``_server_body``). Turns run
@@ -21,15 +22,16 @@ concurrently, each on its own worker thread (``_server_turn``); one conversation
 at a time, and a second request for it meanwhile is a 409 (``_server_sessions``). Only the
 embedded model serialises, on its own lock, because it decodes one reply at a time.
 
-With ``keys`` set, requests need ``Authorization: Bearer <key>``, and each key sees only its own
-conversations. Every error is OpenAI-shaped JSON (``_server_errors``).
+Keys (``_server_auth``): with any key in the store or in ``keys``, requests need
+``Authorization: Bearer <key>``, and each key sees only its own conversations. Every error is
+OpenAI-shaped JSON (``_server_errors``) with every known secret scrubbed (``_server_secrets``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -39,15 +41,19 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..core.errors import ConfigError, MemchatError, NotFound
+from ..core.errors import ConfigError, MemchatError
 from ..core.messages import Message
 from ..core.session import ChatSession
 from ..core.store import Store
 from ..core.tokens import TokenCounter, prompt_tokens
 from ..tokenizers import token_ids
+from ._server_auth import Auth
 from ._server_body import ServerLimits, read_json
+from ._server_conv_api import ConversationsApi
+from ._server_conversations import Conversations
 from ._server_errors import ApiError, error_response
 from ._server_params import ChatRequest, parse_chat, parse_tokenize
+from ._server_secrets import Scrubber
 from ._server_sessions import Hold, Sessions
 from ._server_turn import Turn
 
@@ -65,15 +71,20 @@ class _Server:
         make_session: SessionFactory,
         store: Store | None,
         model: str,
-        keys: frozenset[str],
+        auth: Auth,
         limits: ServerLimits,
+        scrub: Scrubber,
     ) -> None:
         self.make_session = make_session
         self.store = store
         self.model = model
-        self.keys = keys
+        self.auth = auth
         self.limits = limits
-        self.sessions = Sessions(lambda cid: make_session(store, cid, []), limits.max_idle_sessions)
+        self.scrub = scrub
+        self.sessions = Sessions(
+            lambda cid: make_session(store, cid, []), limits.max_idle_sessions, store=store
+        )
+        self.conversations = Conversations(store) if store is not None else None
         self._limiter: anyio.CapacityLimiter | None = None
         self._counter: TokenCounter | None = None
         self._counter_lock = threading.Lock()
@@ -85,27 +96,27 @@ class _Server:
             self._limiter = anyio.CapacityLimiter(self.limits.max_concurrent_turns)
         return self._limiter
 
-    def owner(self, request: Request) -> str:
-        if not self.keys:
-            return ""
-        auth = request.headers.get("authorization", "")
-        key = auth.removeprefix("Bearer ").strip()
-        if key not in self.keys:
-            raise ApiError(401, "missing or invalid API key", "invalid_api_key")
-        return hashlib.sha256(key.encode()).hexdigest()[:16]
+    async def owner(self, request: Request) -> str:
+        """The caller's owner id ("" on an open server); ApiError 401 for a bad key."""
+        header = request.headers.get("authorization", "")
+        owner = self.auth.quick(header)
+        return owner if owner is not None else await run_in_threadpool(self.auth.lookup, header)
 
-    def open(self, owner: str, chat: ChatRequest, header: str | None) -> tuple[ChatSession, Hold]:
-        """The request's session and its hold on it (blocking: it may read the store, or wait
-        for the conversation's last upkeep)."""
+    def open(
+        self, owner: str, chat: ChatRequest, header: str | None
+    ) -> tuple[ChatSession, Hold, str | None]:
+        """The request's session, its hold on it and the conversation's id (blocking: it may
+        read the store, or wait for the conversation's last upkeep)."""
         name = header or chat.conversation
         if not name:
-            return self.make_session(None, None, chat.messages[:-1]), Hold()
-        if self.store is None:
+            return self.make_session(None, None, chat.messages[:-1]), Hold(), None
+        if self.conversations is None:
             raise ConfigError("this server has no store; stateful conversations are off")
+        title = " ".join(chat.messages[-1].content.split())[:60]
         if name == "new":
-            info = self.store.create_conversation(chat.messages[-1].content[:60], owner=owner)
+            info = self.conversations.create(owner, None, title)
         else:
-            info = self.store.find_conversation(name, owner=owner)
+            info = self.conversations.ensure(owner, name, title)
         session, hold = self.sessions.hold(info.id)
         try:
             system = [m for m in chat.messages[:-1] if m.role == "system"]
@@ -114,7 +125,7 @@ class _Server:
         except BaseException:
             hold.release()
             raise
-        return session, hold
+        return session, hold, name if name != "new" else _api_id(owner, info.id)
 
     def counter(self) -> TokenCounter:
         """The counter sessions count with (a session's own, so counts always agree)."""
@@ -148,23 +159,30 @@ class _Server:
 Handler = Callable[[_Server, Request, str], Awaitable[Response]]
 
 
-async def _guarded(server: _Server, request: Request, handler: Handler) -> Response:
+def _api_id(owner: str, store_id: str) -> str:
+    prefix = f"{owner}/"
+    return store_id[len(prefix) :] if owner and store_id.startswith(prefix) else store_id
+
+
+async def _guarded(
+    server: _Server, request: Request, handler: Callable[[Request, str], Awaitable[Response]]
+) -> Response:
     """Authenticate, run the handler, and turn errors into OpenAI-shaped errors."""
     try:
-        owner = server.owner(request)
-        return await handler(server, request, owner)
+        owner = await server.owner(request)
+        return await handler(request, owner)
     except (ApiError, MemchatError) as exc:
-        return error_response(exc)
+        return error_response(exc, server.scrub)
 
 
 async def _chat(server: _Server, request: Request, owner: str) -> Response:
     chat = parse_chat(await read_json(request, server.limits), server.limits)
     header = request.headers.get(HEADER)
     # not on the turn limiter: opening may wait for the last upkeep, which needs a turn slot
-    session, hold = await run_in_threadpool(server.open, owner, chat, header)
-    headers = {HEADER: session.conversation_id} if session.conversation_id else {}
+    session, hold, cid = await run_in_threadpool(server.open, owner, chat, header)
+    headers = {HEADER: cid} if cid else {}
     return Turn(session, chat, model=server.model, limiter=server.limiter, hold=hold,
-                headers=headers)  # fmt: skip
+                headers=headers, store=server.store, scrub=server.scrub)  # fmt: skip
 
 
 async def _tokenize(server: _Server, request: Request, owner: str) -> Response:
@@ -187,42 +205,8 @@ async def _models(server: _Server, request: Request, owner: str) -> Response:
     return JSONResponse({"object": "list", "data": [item]})
 
 
-def _store(server: _Server) -> Store:
-    if server.store is None:
-        raise ConfigError("this server has no store")
-    return server.store
-
-
-async def _conversations(server: _Server, request: Request, owner: str) -> Response:
-    def items() -> list[dict[str, Any]]:
-        return [
-            {
-                "id": c.id,
-                "title": c.title,
-                "updated_at": c.updated_at,
-                "messages": c.message_count,
-                "tokens": c.total_tokens,
-            }
-            for c in _store(server).list_conversations(owner=owner)
-        ]
-
-    return JSONResponse({"object": "list", "data": await run_in_threadpool(items)})
-
-
-async def _conversation(server: _Server, request: Request, owner: str) -> Response:
-    def answer() -> dict[str, Any]:
-        store = _store(server)
-        info = store.find_conversation(request.path_params["cid"], owner=owner)
-        if info.owner != owner:
-            raise NotFound(f"no conversation named {request.path_params['cid']!r}")
-        if request.method == "DELETE":
-            server.sessions.forget(info.id)
-            store.delete_conversation(info.id)
-            return {"id": info.id, "deleted": True}
-        msgs = [m.to_dict() for m in store.load(info.id)]
-        return {"id": info.id, "title": info.title, "messages": msgs}
-
-    return JSONResponse(await run_in_threadpool(answer))
+async def _no_store(request: Request, owner: str) -> Response:
+    raise ConfigError("this server has no store; conversations are off")
 
 
 def build_server(
@@ -231,26 +215,53 @@ def build_server(
     store: Store | None = None,
     model: str = "memchat",
     keys: frozenset[str] = frozenset(),
+    auth: Auth | None = None,
     limits: ServerLimits | None = None,
+    secrets: Iterable[str | None] = (),
+    on_close: Callable[[], None] | None = None,
 ) -> Starlette:
     """The ASGI app. ``make_session(store, conversation_id, history)`` builds a ChatSession;
-    given a store and an id it must resume that stored conversation. ``limits`` default to
+    given a store and an id it must resume that stored conversation. ``auth`` decides who may
+    ask (default: only ``keys``, if any); ``secrets`` are scrubbed from every error (the
+    provider's key; ``keys`` are added); ``on_close`` runs at shutdown. ``limits`` default to
     ``ServerLimits()``."""
-    server = _Server(make_session, store, model, keys, limits or ServerLimits())
+    limits = limits or ServerLimits()
+    scrub = Scrubber([*secrets, *keys])
+    server = _Server(make_session, store, model, auth or Auth(static=keys), limits, scrub)
 
     def route(path: str, handler: Handler, methods: list[str]) -> Route:
+        async def bound(request: Request, owner: str) -> Response:
+            return await handler(server, request, owner)
+
+        return guarded(path, bound, methods)
+
+    def guarded(
+        path: str, handler: Callable[[Request, str], Awaitable[Response]], methods: list[str]
+    ) -> Route:
         async def endpoint(request: Request) -> Response:
             return await _guarded(server, request, handler)
 
         return Route(path, endpoint, methods=methods)
 
-    return Starlette(
-        routes=[
-            route("/v1/chat/completions", _chat, ["POST"]),
-            route("/v1/tokenize", _tokenize, ["POST"]),
-            route("/v1/tokenize/count", _tokenize, ["POST"]),
-            route("/v1/models", _models, ["GET"]),
-            route("/v1/conversations", _conversations, ["GET"]),
-            route("/v1/conversations/{cid}", _conversation, ["GET", "DELETE"]),
-        ]
-    )
+    routes = [
+        route("/v1/chat/completions", _chat, ["POST"]),
+        route("/v1/tokenize", _tokenize, ["POST"]),
+        route("/v1/tokenize/count", _tokenize, ["POST"]),
+        route("/v1/models", _models, ["GET"]),
+    ]
+    if server.conversations is not None:
+        api = ConversationsApi(server.conversations, server.sessions, limits)
+        routes += [guarded(path, handler, methods) for path, methods, handler in api.routes()]
+    else:
+        every = ["GET", "POST", "PATCH", "DELETE"]
+        routes.append(guarded("/v1/conversations{rest:path}", _no_store, every))
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            if on_close is not None:
+                on_close()
+
+    return Starlette(routes=routes, lifespan=lifespan)

@@ -1,0 +1,115 @@
+"""Who is asking: bearer keys from the store (``memchat keys``) and from ``--keys``.
+
+    no keys anywhere        an open server: every caller is the owner "" (loopback only,
+                            unless ``--no-auth``; ``memchat serve`` checks that at start)
+    any key in the store    a valid key is required; a revoked one (even the only one) keeps
+    (or --keys given)       the server closed. Each key is its own owner.
+    --no-auth               no key is ever asked for, even when the store has some
+
+A stored key is looked up by its SHA-256 on every request, so a revoked key is refused on its
+next request and a new one works at once, in every worker. While the store has no keys, that
+is re-checked at most every ``RECHECK`` seconds (a key created meanwhile closes the server
+within that time). ``last_used_at`` is written at most every ``TOUCH_EVERY`` seconds per key
+and process. Hashes are compared with ``hmac.compare_digest``. No error names a key.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable
+
+from ..core.errors import StorageError
+from ..core.keys import KeyStore, key_hash, key_owner, same_hash
+from ._server_errors import ApiError
+
+__all__ = ["RECHECK", "TOUCH_EVERY", "Auth", "unauthorized"]
+
+RECHECK = 1.0
+TOUCH_EVERY = 60.0
+
+log = logging.getLogger("memchat.server")
+
+
+def unauthorized() -> ApiError:
+    message = "missing, invalid or revoked API key: send Authorization: Bearer <key>"
+    return ApiError(401, message, "invalid_api_key")
+
+
+def bearer(header: str) -> str:
+    scheme, _, key = header.strip().partition(" ")
+    return key.strip() if scheme.lower() == "bearer" else ""
+
+
+class Auth:
+    """``quick(header)``: the owner when the store need not be asked, else None; then
+    ``lookup(header)`` (blocking: it reads the store). Both raise ApiError 401."""
+
+    def __init__(
+        self,
+        *,
+        static: Iterable[str] = (),
+        keys: KeyStore | None = None,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._static = {key_hash(k): key_owner(k) for k in static}
+        self._keys = keys if enabled else None
+        self.enabled = enabled
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._stored_any = False  # once true, stays true: keys are revoked, never deleted
+        self._checked_at = -RECHECK
+        self._touched: dict[str, float] = {}
+
+    def quick(self, header: str) -> str | None:
+        if not self.enabled:
+            return ""
+        digest = key_hash(bearer(header))
+        owner = ""
+        for known, who in self._static.items():  # every one, so the time says nothing
+            if same_hash(known, digest):
+                owner = who
+        if owner:
+            return owner
+        if self._keys is None or (not self._stored_any and self._fresh()):
+            if self._static:
+                raise unauthorized()
+            return ""
+        return None
+
+    def _fresh(self) -> bool:
+        return self._clock() - self._checked_at < RECHECK
+
+    def lookup(self, header: str) -> str:
+        keys = self._keys
+        if keys is None:
+            raise unauthorized()
+        if not self._stored_any:
+            self._stored_any = keys.has_keys()
+            self._checked_at = self._clock()
+            if not self._stored_any and not self._static:
+                return ""
+        key = bearer(header)
+        digest = key_hash(key)
+        found = keys.find_key(digest) if key else None
+        if found is None or found.revoked or not same_hash(found.hash, digest):
+            raise unauthorized()
+        self._touch(keys, digest)
+        return found.owner
+
+    def _touch(self, keys: KeyStore, digest: str) -> None:
+        now = self._clock()
+        with self._lock:
+            if now - self._touched.get(digest, -TOUCH_EVERY) < TOUCH_EVERY:
+                return
+            self._touched[digest] = now
+        try:
+            keys.touch_key(digest, time.time())
+        except StorageError as exc:  # a busy SQLite file must not fail the request
+            log.warning("could not record a key's last use: %s", exc)
+
+    def stored_keys(self) -> int:
+        """How many keys the store has (0 without a key store)."""
+        return 0 if self._keys is None else len(self._keys.list_keys())

@@ -1,0 +1,227 @@
+"""The conversations API, OpenAI-shaped JSON under ``/v1/conversations``.
+
+    POST   /v1/conversations                         create ({id?, title? | name?, metadata?})
+    GET    /v1/conversations?limit=&after=           list, most recently updated first
+    GET    /v1/conversations/{id}                    one conversation
+    POST   /v1/conversations/{id}  (or PATCH)        rename / new metadata ({title?, metadata?})
+    DELETE /v1/conversations/{id}
+    POST   /v1/conversations/{id}/fork               {message_id, id?, title?, metadata?}
+    GET    /v1/conversations/{id}/messages?limit=&after=&order=asc|desc
+    POST   /v1/conversations/{id}/messages/{mid}/pin      (DELETE …/pin unpins)
+    DELETE /v1/conversations/{id}/messages/{mid}          forget it (store, recall index, summary)
+    GET    /v1/conversations/{id}/context            what the last turn sent, and why
+
+Pin and forget go through the conversation's session, held like a turn (409 while a turn runs,
+a wait during its upkeep, across workers too), so the recall index and the summary follow.
+Delete holds the conversation the same way. A chat request that names an unknown id creates
+it: POST here is for a title or metadata up front, or to be told the id is taken (409).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..core.errors import NotFound
+from ._server_body import ServerLimits, parse_json, read_body
+from ._server_context import render_context
+from ._server_conversations import Conversations, conversation_json, message_json
+from ._server_errors import invalid
+from ._server_sessions import Sessions
+
+__all__ = ["ConversationsApi"]
+
+MAX_PAGE = 100
+METADATA_PAIRS, METADATA_KEY, METADATA_VALUE, TITLE = 16, 64, 512, 200
+
+
+class ConversationsApi:
+    """The endpoints; each ``async (request, owner) -> Response``."""
+
+    def __init__(self, conversations: Conversations, sessions: Sessions, limits: ServerLimits):
+        self.conversations = conversations
+        self.sessions = sessions
+        self.limits = limits
+
+    def routes(self) -> list[tuple[str, list[str], Callable[[Request, str], Awaitable[Response]]]]:
+        base = "/v1/conversations"
+        return [
+            (base, ["GET", "POST"], self.collection),
+            (base + "/{cid}", ["GET", "POST", "PATCH", "DELETE"], self.one),
+            (base + "/{cid}/fork", ["POST"], self.fork),
+            (base + "/{cid}/messages", ["GET"], self.messages),
+            (base + "/{cid}/messages/{mid}", ["DELETE"], self.forget),
+            (base + "/{cid}/messages/{mid}/pin", ["POST", "DELETE"], self.pin),
+            (base + "/{cid}/context", ["GET"], self.context),
+        ]
+
+    # -- endpoints ----------------------------------------------------------------------------
+    async def collection(self, request: Request, owner: str) -> Response:
+        if request.method == "GET":
+            limit, after = _limit(request), request.query_params.get("after")
+            return await _json(self.conversations.page, owner, limit, after)
+        body = await self._body(request, optional=True)
+        _known(body, ("id", "title", "name", "metadata"))
+        name = _string(body, "id")
+        title, metadata = _title(body) or "", _metadata(body)
+
+        def create() -> dict[str, Any]:
+            info = self.conversations.create(owner, name, title, metadata)
+            return conversation_json(owner, info)
+
+        return await _json(create)
+
+    async def one(self, request: Request, owner: str) -> Response:
+        cid = request.path_params["cid"]
+        if request.method == "GET":
+            return await _json(lambda: conversation_json(owner, self._find(owner, cid)))
+        if request.method == "DELETE":
+            return await _json(self._delete, owner, cid)
+        body = await self._body(request)
+        _known(body, ("title", "name", "metadata"))
+        title, metadata = _title(body), _metadata(body)
+        if title is None and metadata is None:
+            raise invalid("give 'title' or 'metadata' to change", None,
+                          "missing_required_parameter")  # fmt: skip
+        return await _json(self._update, owner, cid, title, metadata)
+
+    async def fork(self, request: Request, owner: str) -> Response:
+        body = await self._body(request)
+        _known(body, ("message_id", "id", "title", "name", "metadata"))
+        message_id = _string(body, "message_id")
+        if message_id is None:
+            raise invalid("'message_id' is required: the last message the fork keeps",
+                          "message_id", "missing_required_parameter")  # fmt: skip
+        name, title, metadata = _string(body, "id"), _title(body), _metadata(body)
+
+        def fork() -> dict[str, Any]:
+            info = self.conversations.fork(owner, request.path_params["cid"], message_id, name,
+                                           title, metadata)  # fmt: skip
+            return conversation_json(owner, info)
+
+        return await _json(fork)
+
+    async def messages(self, request: Request, owner: str) -> Response:
+        order = request.query_params.get("order", "asc")
+        if order not in ("asc", "desc"):
+            raise invalid(f"'order' is asc or desc, got {order!r}", "order")
+        limit, after = _limit(request), request.query_params.get("after")
+        cid = request.path_params["cid"]
+        return await _json(self.conversations.messages, owner, cid, limit, after, order)
+
+    async def pin(self, request: Request, owner: str) -> Response:
+        p = request.path_params
+        return await _json(self._edit, owner, p["cid"], p["mid"], request.method == "POST")
+
+    async def forget(self, request: Request, owner: str) -> Response:
+        p = request.path_params
+        return await _json(self._edit, owner, p["cid"], p["mid"], None)
+
+    async def context(self, request: Request, owner: str) -> Response:
+        cid = request.path_params["cid"]
+
+        def answer() -> Any:
+            info = self._find(owner, cid)
+            store = self.conversations.store
+            return render_context(cid, store.get_turn_context(info.id), store.load(info.id))
+
+        return await _json(answer)
+
+    # -- blocking parts -----------------------------------------------------------------------
+    def _find(self, owner: str, cid: str) -> Any:
+        return self.conversations.find(owner, cid)
+
+    def _delete(self, owner: str, cid: str) -> dict[str, Any]:
+        info = self._find(owner, cid)
+        with self.sessions.exclusive(info.id):
+            self.conversations.store.delete_conversation(info.id)
+        return {"id": cid, "object": "conversation.deleted", "deleted": True}
+
+    def _update(self, owner: str, cid: str, title: str | None, metadata: Any) -> dict[str, Any]:
+        info = self._find(owner, cid)
+        store = self.conversations.store
+        if title is not None:
+            store.rename_conversation(info.id, title)
+        if metadata is not None:
+            store.set_metadata(info.id, metadata)
+        return conversation_json(owner, store.get_conversation(info.id))
+
+    def _edit(self, owner: str, cid: str, mid: str, pin: bool | None) -> dict[str, Any]:
+        """Pin (True), unpin (False) or forget (None) a message, through its session."""
+        info = self._find(owner, cid)
+        session, hold = self.sessions.hold(info.id)
+        try:
+            found = next((m for r in session.history.rounds for m in r if m.id == mid), None)
+            if found is None:
+                raise NotFound(f"no message {mid!r} in conversation {cid!r}")
+            if pin is None:
+                session.forget([mid])
+                return {"id": mid, "object": "conversation.message.deleted", "deleted": True}
+            session.pin(mid, pin)
+            return message_json(session.history.find(mid))
+        finally:
+            hold.release()
+
+    async def _body(self, request: Request, *, optional: bool = False) -> dict[str, Any]:
+        """The JSON object sent; with ``optional``, no body at all is an empty one."""
+        raw = await read_body(request, self.limits.max_body_bytes)
+        if optional and not raw.strip():
+            return {}
+        return parse_json(raw, self.limits)
+
+
+async def _json(call: Callable[..., Any], *args: Any) -> JSONResponse:
+    return JSONResponse(await run_in_threadpool(call, *args))
+
+
+def _known(body: dict[str, Any], names: tuple[str, ...]) -> None:
+    for key in body:
+        if key not in names:
+            raise invalid(f"unrecognized request argument supplied: {key}", key,
+                          "unknown_parameter")  # fmt: skip
+
+
+def _string(body: dict[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise invalid(f"Invalid type for '{name}': expected a string", name, "invalid_type")
+    return value
+
+
+def _title(body: dict[str, Any]) -> str | None:
+    if "title" in body and "name" in body:
+        raise invalid("give 'title' or 'name', not both (they are the same)", "name")
+    name = "name" if "name" in body else "title"
+    title = _string(body, name)
+    if title is not None and (len(title) > TITLE or "\n" in title or "\r" in title):
+        raise invalid(f"'{name}' is one line of at most {TITLE} characters", name)
+    return title
+
+
+def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
+    value = body.get("metadata")
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise invalid("Invalid type for 'metadata': expected an object", "metadata",
+                      "invalid_type")  # fmt: skip
+    if len(value) > METADATA_PAIRS:
+        raise invalid(f"'metadata' holds at most {METADATA_PAIRS} pairs", "metadata")
+    for k, v in value.items():
+        if not isinstance(v, str) or len(k) > METADATA_KEY or len(v) > METADATA_VALUE:
+            message = (f"metadata keys are strings of at most {METADATA_KEY} characters and "
+                       f"values strings of at most {METADATA_VALUE}")  # fmt: skip
+            raise invalid(message, f"metadata.{k}"[:100])
+    return dict(value)
+
+
+def _limit(request: Request) -> int:
+    raw = request.query_params.get("limit", "20")
+    if not raw.isdigit() or not 1 <= int(raw) <= MAX_PAGE:
+        raise invalid(f"'limit' is a whole number from 1 to {MAX_PAGE}, got {raw!r}"[:200],
+                      "limit")  # fmt: skip
+    return int(raw)
