@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BENCHES = ["bench_context", "bench_embedded", "bench_recall", "bench_web"]
-ORDER = ["context", "embedded", "recall", "web"]
+BENCHES = ["bench_context", "bench_embedded", "bench_recall", "bench_web", "bench_server"]
+ORDER = ["context", "embedded", "recall", "web", "server"]
 
 
 def build_report() -> None:
