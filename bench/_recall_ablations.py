@@ -35,6 +35,39 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "abl:no-dates": ("no raise for the day a question names", {}, {"date_boost": 0.0}),
     "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
     "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
+    "abl:prf-0.5": (
+        "pseudo-relevance feedback: query vector + 0.5 x mean of the 5 best first-pass hits",
+        {},
+        {"feedback": 0.5},
+    ),
+    "abl:prf-1.0": ("pseudo-relevance feedback, weight 1.0", {}, {"feedback": 1.0}),
+    "abl:prf-2.0": ("pseudo-relevance feedback, weight 2.0", {}, {"feedback": 2.0}),
+    "abl:prf-1.0-m10": (
+        "pseudo-relevance feedback, weight 1.0, the 10 best hits",
+        {},
+        {"feedback": 1.0, "feedback_m": 10},
+    ),
+    "abl:prf-1.0-m3": (
+        "pseudo-relevance feedback, weight 1.0, the 3 best hits",
+        {},
+        {"feedback": 1.0, "feedback_m": 3},
+    ),
+    "abl:density-0.3": (
+        "the 100 best hits ordered by score / tokens ^ 0.3 (more short relevant messages fit)",
+        {"density": 0.3},
+        {},
+    ),
+    "abl:density-0.6": ("the same, tokens ^ 0.6", {"density": 0.6}, {}),
+    "abl:local-256": (
+        "`recall-local` with a 256-token block (default 768)",
+        {"most": 256, "asked_only": True},
+        {},
+    ),
+    "abl:local-512": (
+        "`recall-local` with a 512-token block (the default before Q8_0 weights)",
+        {"most": 512, "asked_only": True},
+        {},
+    ),
 }
 
 
@@ -57,12 +90,13 @@ def register() -> list[str]:
 
 def notes(methods: Sequence[str]) -> str:
     """The report's words on the ``@embedded`` rows and what each ``abl:`` row changes."""
-    rows = [[f"`{n}`", ABLATIONS[n][0]] for n in methods if n in ABLATIONS]
+    bare = [n.removesuffix("@embedded") for n in methods]
+    rows = [[f"`{n}`", ABLATIONS[n][0]] for n in bare if n in ABLATIONS]
     embedded = """
 Rows `NAME@embedded` run the strategy with the embedded model's settings (`--backend local`:
 SmolLM2's own tokenizer, a 8,192-token context window, so no reply reserve at these budgets);
 `recall-local` is the embedded default (recall only for a message that asks something, block of
-at most 512 tokens; every question here asks, so the cap is what limits it).
+at most 768 tokens; every question here asks, so the cap is what limits it).
 """
     if not rows:
         return embedded

@@ -267,11 +267,11 @@ def run_chat(
     store = open_store(_settings(home, IMPORT_STRATEGY).store_url)
     try:
         imp = load_imported(store, chat)
-        counter = None
         for name in names:
-            counter = score_strategy(imp, store, home, name, cats, tally)
-        counter = counter or _settings_counter(home)
-        Baselines(imp.messages, counter, embedder).score(imp, cats, tally)
+            score_strategy(imp, store, home, name, cats, tally)
+        # the provider's tokenizer, whichever strategy ran last (an @embedded one counts with
+        # SmolLM2's): baselines are always measured like the provider rows
+        Baselines(imp.messages, _settings_counter(home), embedder).score(imp, cats, tally)
     finally:
         store.close()
     return {

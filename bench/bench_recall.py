@@ -340,6 +340,8 @@ def real(args: argparse.Namespace, embedder: MemoEmbedder) -> None:
         raise SystemExit(f"unknown strategies {unknown}; valid: {', '.join(STRATEGIES)}")
     if not names:
         embedded = [LOCAL_DEFAULT_STRATEGY + EMBEDDED, DEFAULT_STRATEGY + EMBEDDED]
+        # the recall-local variants run on the embedded model's settings, like recall-local
+        ablations = [n + EMBEDDED if n.startswith("abl:local-") else n for n in ablations]
         names = [*STRATEGY_NAMES, *embedded, *([] if args.no_ablations else ablations)]
     limit = args.real_limit or (5 if args.quick else None)
     result = run_real(limit, names or None, embedder)

@@ -82,6 +82,56 @@ def test_vector_index_returns_nearest_and_forgets() -> None:
     assert not {key for key, _ in top} & {key for key, _ in index.search(vecs[1], 10)}
 
 
+def test_vector_index_mean_of_live_keys() -> None:
+    index = VectorIndex(3)
+    index.add(["a", "b", "c"], np.eye(3, dtype=np.float32))
+    assert np.allclose(index.mean(["a", "b"]), [0.5, 0.5, 0.0])
+    index.remove({"a"})
+    assert np.allclose(index.mean(["a", "b", "zzz"]), [0.0, 1.0, 0.0])
+    assert index.mean(["a"]) is None
+
+
+class Lexicon:
+    """A tiny embedder: one dimension per word of a fixed vocabulary (normalised counts)."""
+
+    name, dim = "lexicon", 6
+    words = ["sister", "lisbon", "moved", "job", "kitten", "biscuit"]
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().replace(".", " ").replace("?", " ").split():
+                if word in self.words:
+                    out[i, self.words.index(word)] += 1
+            norm = np.linalg.norm(out[i])
+            out[i] /= norm if norm else 1.0
+        return out
+
+
+def test_feedback_moves_the_query_toward_its_best_hits() -> None:
+    """ "sister" alone finds the Lisbon message; feedback then brings up the other one about
+    moving to Lisbon, which shares no word with the query (plain search ranks it last)."""
+    docs = [
+        "my sister moved to lisbon",
+        "a kitten called biscuit",
+        "the lisbon job is great",
+        "biscuit the kitten again",
+    ]
+    rounds = [(Message("user", d, id=f"m{i}"),) for i, d in enumerate(docs)]
+
+    def ranks(feedback: float) -> list[str]:
+        index = ConversationIndex(
+            "embed", embedder=Lexicon(), neighbour=0.0, feedback=feedback, feedback_m=1
+        )
+        index.sync(rounds)
+        index.paired = VectorIndex(Lexicon.dim)  # only the message vectors: a clear signal
+        return [key for key, _ in index.search("sister", 4)]
+
+    plain, moved = ranks(0.0), ranks(1.0)
+    assert plain[0] == moved[0] == "m0"
+    assert moved.index("m2") < plain.index("m2")
+
+
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     with pytest.raises(ConfigError, match=r'pip install "memchat\[embed\]"'):

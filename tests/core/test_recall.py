@@ -196,3 +196,37 @@ def test_reset_empties_the_index_and_the_summary() -> None:
     assert index.docs == {} and session.strategy.summary is None  # type: ignore[attr-defined]
     session.ask("fresh start")
     assert len(index.docs) == 2
+
+
+def test_density_prefers_the_short_hit_when_only_one_fits() -> None:
+    """Two old messages score the same; the budget leaves room for one: by score alone the long
+    one (ranked first) is sent, cut; with density the short one is sent whole."""
+    long_text = "the blue kettle " + "and more words about kettles " * 80
+    history = History(
+        [
+            Message("system", "Be brief."),
+            Message("user", long_text),
+            Message("assistant", "ok"),
+            Message("user", "blue kettle"),
+            Message("assistant", "ok"),
+            *[
+                m
+                for i in range(30)
+                for m in (Message("user", f"filler {i} " * 8), Message("assistant", "fine " * 8))
+            ],
+            Message("user", "what about the blue kettle?"),
+        ],
+        COUNTER,
+    )
+    ids = [m.id for r in history.rounds[:2] for m in r if m.role == "user"]
+
+    class Tie:
+        def search(self, query: str, k: int) -> list[tuple[str, float]]:
+            return [(ids[0], 1.0), (ids[1], 1.0)]
+
+    budget = Budget(window=300, reserve_for_reply=0)
+    plain = RecallMemory(Tie(), CacheAware(), share=0.9).select(history, budget)
+    dense = RecallMemory(Tie(), CacheAware(), share=0.9, density=0.5).select(history, budget)
+    assert [r.round[0].id for r in dense.recalled][:1] == [ids[1]]
+    assert plain.recalled[0].round[0].id == ids[0]
+    assert dense.tokens <= budget.available and plain.tokens <= budget.available

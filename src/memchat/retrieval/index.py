@@ -69,6 +69,8 @@ class ConversationIndex:
         neighbour: float = NEIGHBOUR,
         date_boost: float = DATE_BOOST,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        feedback: float = 0.0,
+        feedback_m: int = 5,
     ) -> None:
         if mode not in RETRIEVAL_MODES:
             raise ConfigError(
@@ -76,6 +78,7 @@ class ConversationIndex:
             )
         self.mode, self.depth, self.rrf_k, self.neighbour = mode, depth, rrf_k, neighbour
         self.date_boost, self.weights = date_boost, weights
+        self.feedback, self.feedback_m = feedback, feedback_m
         self.embedder = None
         if mode != "bm25":
             self.embedder = embedder or default_embedder()
@@ -207,18 +210,29 @@ class ConversationIndex:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best messages for ``query``: (message id, score), best first."""
+        lexical = self.bm25.search(query, self.depth) if self.bm25 is not None else None
+        vector = self.embedder.embed([query])[0] if self.embedder is not None else None
+        fused = self._fuse(lexical, vector)
+        if self.feedback and vector is not None and self.vectors is not None and fused:
+            # pseudo-relevance feedback: the query moves toward its best first-pass hits
+            top = sorted(fused, key=lambda key: -fused[key])[: self.feedback_m]
+            centre = self.vectors.mean(top)
+            if centre is not None:
+                moved = vector + self.feedback * centre
+                fused = self._fuse(lexical, moved / max(float((moved**2).sum()) ** 0.5, 1e-9))
+        fused = self._dates(query, fused)
+        return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
+
+    def _fuse(self, lexical: list[tuple[str, float]] | None, vector: Any) -> dict[str, float]:
         rankings, weights = [], []
-        if self.bm25 is not None:
-            rankings.append(self.bm25.search(query, self.depth))
+        if lexical is not None:
+            rankings.append(lexical)
             weights.append(self.weights[0])
-        if self.embedder is not None and self.vectors is not None and self.paired is not None:
-            vector = self.embedder.embed([query])[0]
+        if vector is not None and self.vectors is not None and self.paired is not None:
             rankings += [self.vectors.search(vector, self.depth)]
             rankings += [self.paired.search(vector, self.depth) if self.weights[2] else []]
             weights += self.weights[1:]
-        fused = dict(reciprocal_rank_fusion(rankings, k=self.rrf_k, weights=weights))
-        fused = self._dates(query, fused)
-        return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
+        return dict(reciprocal_rank_fusion(rankings, k=self.rrf_k, weights=weights))
 
     def _dates(self, query: str, fused: dict[str, float]) -> dict[str, float]:
         """Raise the messages of the days (half as much: the months) the query names."""

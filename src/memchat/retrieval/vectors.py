@@ -23,6 +23,7 @@ class VectorIndex:
         self.keys: list[str] = []
         self._matrix: Any = self._np.zeros((64, dim), dtype=self._np.float32)
         self._alive: Any = self._np.zeros(64, dtype=bool)
+        self._rows: dict[str, int] = {}
 
     def __len__(self) -> int:
         return int(self._alive[: len(self.keys)].sum())
@@ -44,12 +45,20 @@ class VectorIndex:
             self._matrix, self._alive = matrix, alive
         self._matrix[n:need] = vectors
         self._alive[n:need] = True
+        self._rows.update((key, n + j) for j, key in enumerate(keys))
         self.keys.extend(keys)
 
     def remove(self, keys: set[str]) -> None:
         for i, key in enumerate(self.keys):
             if key in keys:
                 self._alive[i] = False
+                if self._rows.get(key) == i:
+                    del self._rows[key]
+
+    def mean(self, keys: Sequence[str]) -> Any:
+        """The mean vector of these keys (the live ones); None if none is here."""
+        rows = [self._rows[k] for k in keys if k in self._rows]
+        return self._matrix[rows].mean(axis=0) if rows else None
 
     def search(self, query: Any, k: int) -> list[tuple[str, float]]:
         np = self._np

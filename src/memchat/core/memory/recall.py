@@ -15,6 +15,7 @@ the prefix before it stays cache-stable.
 from __future__ import annotations
 
 import logging
+import math
 import time
 import weakref
 from collections.abc import Collection, Sequence
@@ -155,6 +156,9 @@ class RecallMemory:
     name: str = "recall"
     most: int | None = None
     """At most this many tokens of recalled messages (None: all the room left)."""
+    density: float = 0.0
+    """Order the best hits by score / cost ** density (0: by score alone), so that more of the
+    relevant messages fit when some are long."""
     asked_only: bool = False
     """Recall only for a message that asks something (see ``asks``): small talk reads nothing
     extra, which matters where every prompt token is read on a CPU (the embedded model)."""
@@ -204,6 +208,8 @@ class RecallMemory:
         if self.most is not None:
             free = min(free, self.most)
         counter = history.counter
+        if self.density:
+            hits = _by_density(history, hits, self.density)
         fill = _Fill(history, ctx, hits, self.k)
         room = free - counter.per_message - counter.count(RECALL_HEADER) - 1
         for _ in range(TOP_UPS + 1):  # the estimate runs high: top up against the exact count
@@ -295,6 +301,23 @@ class _Fill:
         """The exact cost of the block of these picks (default: all)."""
         counter = self.history.counter
         return counter.count(_block(self.picks if picks is None else picks)) + counter.per_message
+
+
+DENSITY_POOL = 100  # hits reordered by density: the rest keep their rank, after them
+
+
+def _by_density(history: History, hits: Sequence[Hit], density: float) -> list[Hit]:
+    where, counter = _message_map(history), history.counter
+    rounds = history.rounds
+
+    def value(hit: Hit) -> float:
+        at = where.get(hit[0])
+        if at is None:
+            return hit[1]
+        return hit[1] / math.pow(max(1, message_tokens(rounds[at[0]][at[1]], counter)), density)
+
+    head = sorted(hits[:DENSITY_POOL], key=lambda hit: -value(hit))
+    return [*head, *hits[DENSITY_POOL:]]
 
 
 _QUESTION_WORDS = frozenset(
