@@ -35,29 +35,22 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "abl:no-dates": ("no raise for the day a question names", {}, {"date_boost": 0.0}),
     "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
     "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
-    "abl:prf-0.5": (
-        "pseudo-relevance feedback: query vector + 0.5 x mean of the 5 best first-pass hits",
+    "abl:no-feedback": (
+        "no pseudo-relevance feedback (the query vector alone)",
+        {},
+        {"feedback": 0.0},
+    ),
+    "abl:feedback-0.5": (
+        "feedback weight 0.5 (default 1.0, the 5 best hits)",
         {},
         {"feedback": 0.5},
     ),
-    "abl:prf-1.0": ("pseudo-relevance feedback, weight 1.0", {}, {"feedback": 1.0}),
-    "abl:prf-2.0": ("pseudo-relevance feedback, weight 2.0", {}, {"feedback": 2.0}),
-    "abl:prf-1.0-m10": (
-        "pseudo-relevance feedback, weight 1.0, the 10 best hits",
-        {},
-        {"feedback": 1.0, "feedback_m": 10},
-    ),
-    "abl:prf-1.0-m3": (
-        "pseudo-relevance feedback, weight 1.0, the 3 best hits",
-        {},
-        {"feedback": 1.0, "feedback_m": 3},
-    ),
+    "abl:feedback-m10": ("feedback from the 10 best hits (default 5)", {}, {"feedback_m": 10}),
     "abl:density-0.3": (
         "the 100 best hits ordered by score / tokens ^ 0.3 (more short relevant messages fit)",
         {"density": 0.3},
         {},
     ),
-    "abl:density-0.6": ("the same, tokens ^ 0.6", {"density": 0.6}, {}),
     "abl:local-256": (
         "`recall-local` with a 256-token block (default 768)",
         {"most": 256, "asked_only": True},

@@ -12,6 +12,9 @@ A message is ranked three ways, fused by reciprocal rank fusion:
 - the cosine of the embedding of the message together with the one before it, so a short reply
   ("yes, every Sunday!") is found by what it answers.
 
+With ``feedback``, the dense rankings are run a second time for the query vector moved toward
+the mean vector of the ``feedback_m`` best first-pass hits (pseudo-relevance feedback, Rocchio):
+a question whose words match one piece of the evidence finds the messages that talk like it.
 Then each message's fused score is raised by ``neighbour`` x the better of its two neighbours'
 scores: the evidence for a question often spans adjacent messages. Vectors are kept in the
 conversation's store (``put_vectors``), so a resumed conversation is not embedded again.
@@ -40,6 +43,8 @@ TEXT_VERSION = "message-v1"  # bump when what is embedded changes: stored vector
 RRF_K = 60  # Cormack et al.'s constant; measured best with three rankings on real chats
 NEIGHBOUR = 0.3  # share of the better neighbour's score a message gains
 DATE_BOOST = 1.0  # a message of a day the query names gains this x the best fused score
+FEEDBACK = 1.0  # weight of the best first-pass hits' mean vector added to the query's
+FEEDBACK_M = 5  # ... the hits averaged (real chats: +0.007 at 1,000 tokens, +0.013 at 500)
 
 
 def context_text(previous: Message | None, message: Message) -> str:
@@ -52,7 +57,8 @@ class ConversationIndex:
 
     ``mode``: "bm25" (lexical), "embed" (dense) or "hybrid" (both). Each ranking contributes its
     top ``depth``, fused with ``weights`` (BM25, message, message with the one before it);
-    ``neighbour`` and ``date_boost`` are the raises described above (0 turns one off).
+    ``neighbour`` and ``date_boost`` are the raises described above, ``feedback`` (weight) and
+    ``feedback_m`` (hits) the second dense pass (0 turns one off).
     ``progress(done, total)``, when set, is called while a backlog is embedded
     (a resumed or imported conversation), for a progress bar.
     """
@@ -69,8 +75,8 @@ class ConversationIndex:
         neighbour: float = NEIGHBOUR,
         date_boost: float = DATE_BOOST,
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
-        feedback: float = 0.0,
-        feedback_m: int = 5,
+        feedback: float = FEEDBACK,
+        feedback_m: int = FEEDBACK_M,
     ) -> None:
         if mode not in RETRIEVAL_MODES:
             raise ConfigError(
