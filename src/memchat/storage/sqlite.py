@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -70,13 +71,27 @@ class SQLiteStore(SQLStore, SQLKeys):
             self.path, timeout=timeout, isolation_level=None, check_same_thread=False
         )
         try:
-            conn.execute("PRAGMA journal_mode=WAL")
+            self._wal(conn, timeout)
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute("PRAGMA foreign_keys=ON")
         except BaseException:
             conn.close()
             raise
         return conn
+
+    @staticmethod
+    def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+        """Switch to WAL. On a new file, openers racing to switch it get "database is locked"
+        at once (SQLite's busy timeout does not cover it): try again until ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.01)
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
