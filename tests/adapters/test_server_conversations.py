@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import openai
 import pytest
 from tests.stubs.memchat_server import Running
 
@@ -290,3 +291,17 @@ def test_context_says_what_the_last_turn_sent_and_why() -> None:
         assert [m["id"] for m in got["left_out"]] == stored[: len(got["left_out"])]
         assert got["reply"]["id"] == stored[-1]
         assert got["left_out"][0]["tokens"] > 0
+
+
+def test_the_openai_sdks_conversations_resource_reads_our_answers(running: Running) -> None:
+    client = running.client()
+    chosen = {"id": "sdk-1", "title": "From the SDK"}
+    made = client.conversations.create(metadata={"team": "blue"}, extra_body=chosen)
+    assert (made.id, made.object, made.metadata) == ("sdk-1", "conversation", {"team": "blue"})
+    assert client.conversations.retrieve("sdk-1").created_at == made.created_at
+    updated = client.conversations.update("sdk-1", metadata={"team": "red"})
+    assert updated.metadata == {"team": "red"}
+    gone = client.conversations.delete("sdk-1")
+    assert (gone.id, gone.deleted) == ("sdk-1", True)
+    with pytest.raises(openai.NotFoundError):
+        client.conversations.retrieve("sdk-1")

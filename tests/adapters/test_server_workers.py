@@ -23,8 +23,6 @@ from memchat.adapters.server import HEADER
 from memchat.core.keys import key_hash, key_prefix, new_key
 from memchat.storage import PostgresStore
 
-pytestmark = pytest.mark.postgres
-
 DEFAULT_PG_DSN = "postgresql://memchat:memchat@127.0.0.1:5432/memchat_test"
 PROVIDER_KEY = "sk-provider-" + uuid.uuid4().hex
 
@@ -87,6 +85,7 @@ def stored(served: Served, key: str, cid: str) -> list[dict[str, Any]]:
     return data
 
 
+@pytest.mark.postgres
 def test_alternating_turns_on_two_workers_send_every_earlier_turn(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:
@@ -115,6 +114,7 @@ def test_alternating_turns_on_two_workers_send_every_earlier_turn(
     assert stub.chat_requests[0].headers["authorization"] == f"Bearer {PROVIDER_KEY}"
 
 
+@pytest.mark.postgres
 def test_two_keys_and_a_revocation_across_workers(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:
@@ -139,6 +139,7 @@ def test_two_keys_and_a_revocation_across_workers(
     assert alice not in logs and bob not in logs and PROVIDER_KEY not in logs
 
 
+@pytest.mark.postgres
 def test_simultaneous_sends_from_both_workers_run_one_turn_at_a_time(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:
@@ -170,6 +171,7 @@ def test_simultaneous_sends_from_both_workers_run_one_turn_at_a_time(
             assert sent == users[: len(sent)]
 
 
+@pytest.mark.postgres
 def test_a_worker_killed_mid_stream_loses_no_committed_turn_and_leaves_nothing_locked(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:
@@ -206,6 +208,7 @@ def test_a_worker_killed_mid_stream_loses_no_committed_turn_and_leaves_nothing_l
         assert ("user", "doomed turn") not in upstream_turns(stub)
 
 
+@pytest.mark.postgres
 def test_the_workers_flag_runs_processes_that_share_one_history(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:
@@ -231,6 +234,7 @@ def test_sqlite_with_several_workers_says_it_runs_one_process(
         assert send(s, "none", "c", "hello").status_code == 200
 
 
+@pytest.mark.postgres
 def test_an_upstream_echoing_the_key_is_scrubbed(
     pg: tuple[str, str], stub: OpenAIStub, tmp_path: Any
 ) -> None:

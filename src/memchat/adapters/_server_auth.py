@@ -109,7 +109,3 @@ class Auth:
             keys.touch_key(digest, time.time())
         except StorageError as exc:  # a busy SQLite file must not fail the request
             log.warning("could not record a key's last use: %s", exc)
-
-    def stored_keys(self) -> int:
-        """How many keys the store has (0 without a key store)."""
-        return 0 if self._keys is None else len(self._keys.list_keys())

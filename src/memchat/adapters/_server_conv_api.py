@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from ..core.errors import NotFound
+from ..core.store import ConversationInfo
 from ._server_body import ServerLimits, parse_json, read_body
 from ._server_context import render_context
 from ._server_conversations import Conversations, conversation_json, message_json
@@ -132,7 +133,7 @@ class ConversationsApi:
         return await _json(answer)
 
     # -- blocking parts -----------------------------------------------------------------------
-    def _find(self, owner: str, cid: str) -> Any:
+    def _find(self, owner: str, cid: str) -> ConversationInfo:
         return self.conversations.find(owner, cid)
 
     def _delete(self, owner: str, cid: str) -> dict[str, Any]:
