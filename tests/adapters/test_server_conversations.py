@@ -14,7 +14,7 @@ from tests.stubs.memchat_server import Running
 
 from memchat.adapters.server import HEADER
 from memchat.backends.fake import EchoBackend
-from memchat.core import Budget
+from memchat.core import Budget, Message
 from memchat.strategies import make_strategy
 
 
@@ -305,3 +305,16 @@ def test_the_openai_sdks_conversations_resource_reads_our_answers(running: Runni
     assert (gone.id, gone.deleted) == ("sdk-1", True)
     with pytest.raises(openai.NotFoundError):
         client.conversations.retrieve("sdk-1")
+
+
+def test_a_change_made_outside_the_server_is_in_the_next_turn(running: Running) -> None:
+    """The server's cached session is checked against the store before each turn: a turn
+    another process stored (here: straight into the store, as the CLI would) is sent too."""
+    say(running, "c", "one")
+    made = len(running.sessions)
+    running.store.append("c", [Message("user", "from elsewhere"), Message("assistant", "ok")])
+    say(running, "c", "two")
+    assert [m.content for m in running.backend.calls[-1] if m.role == "user"] == [
+        "one", "from elsewhere", "two",
+    ]  # fmt: skip
+    assert len(running.sessions) == made  # the same session, reloaded; not a new one

@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 from ..core.errors import ConversationBusy, MemchatError
 from ..core.session import ChatSession
-from ..core.store import ConversationLocks, Lease, Store
+from ..core.store import ConversationInfo, ConversationLocks, Lease, Store
 from ._server_errors import ApiError
 
 __all__ = ["UPKEEP_WAIT", "Hold", "Sessions", "busy"]
@@ -100,19 +100,31 @@ class Sessions:
         self._held: dict[str, ChatSession | None] = {}  # None while it is being prepared
         self._upkeep: set[str] = set()  # held, turn ended, upkeep running
 
-    def hold(self, conversation_id: str) -> tuple[ChatSession, Hold]:
+    def hold(
+        self, conversation_id: str, seen: ConversationInfo | None = None
+    ) -> tuple[ChatSession, Hold]:
         """The conversation's session, held and matching the store (blocking: it may wait for
         the last turn's upkeep, here or in another process, and read the store); ApiError 409
-        if another request's turn holds it."""
+        if another request's turn holds it.
+
+        ``seen`` is the conversation as the caller just read it. Without cross-process locks
+        it stands for the stored state (one read less per turn): a change made in this process
+        after that read was made under a hold, whose release recorded a newer stamp, so the
+        comparison errs only towards an unneeded reload. With locks the store is read again
+        once the lock is held.
+        """
         hold, idle = self._claim(conversation_id)
         try:
             self._lock(conversation_id, hold)
-            stamp = self._stamp(conversation_id)
+            if seen is not None and self._locks is None:
+                stamp: Stamp | None = (seen.created_at, seen.version)
+            else:
+                stamp = self._stamp(conversation_id)
             if idle is None:
                 session = self._make(conversation_id)
             else:
-                session, seen = idle
-                if self._store is not None and (seen is None or seen != stamp):
+                session, cached = idle
+                if self._store is not None and (cached is None or cached != stamp):
                     session.reload(self._store.load(conversation_id))
         except BaseException:
             hold.keep = False

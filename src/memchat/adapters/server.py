@@ -117,7 +117,7 @@ class _Server:
             info = self.conversations.create(owner, None, title)
         else:
             info = self.conversations.ensure(owner, name, title)
-        session, hold = self.sessions.hold(info.id)
+        session, hold = self.sessions.hold(info.id, info)
         try:
             system = [m for m in chat.messages[:-1] if m.role == "system"]
             if system:

@@ -1,8 +1,9 @@
 """SQLiteStore: the default store, on the standard library's ``sqlite3``.
 
 Durability: WAL journal with ``synchronous=FULL``, so a committed turn survives a killed
-process (and a power cut); each call is one transaction (``BEGIN IMMEDIATE`` for writes), so an
-``append`` stores all of its messages or none. Foreign keys are on: deleting a conversation or a
+process (and a power cut; only the server's last-turn context record is written without an
+fsync); each call is one transaction (``BEGIN IMMEDIATE`` for writes), so an ``append`` stores
+all of its messages or none. Foreign keys are on: deleting a conversation or a
 message removes what hangs off it.
 
 Threads: one connection guarded by a lock. Every call is short (well under a millisecond for a
@@ -126,6 +127,22 @@ class SQLiteStore(SQLStore, SQLKeys):
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
                 raise
+
+    def put_turn_context(self, conversation_id: str, record: str) -> None:
+        """As the protocol says, without waiting for the disk: the last turn's context record is
+        for the inspector, not worth an fsync per turn (the turn itself was synced). A power
+        cut may lose the newest record; the database stays consistent (WAL)."""
+        with self._lock:
+            self._pragma("synchronous=NORMAL")
+            try:
+                super().put_turn_context(conversation_id, record)
+            finally:
+                self._pragma("synchronous=FULL")
+
+    def _pragma(self, setting: str) -> None:
+        if self._conn is not None:
+            with self._errors():
+                self._conn.execute(f"PRAGMA {setting}")
 
     def close(self) -> None:
         with self._lock:
