@@ -4,6 +4,7 @@ forget, and the last turn's context; bad input included."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,7 +15,7 @@ from tests.stubs.memchat_server import Running
 
 from memchat.adapters.server import HEADER
 from memchat.backends.fake import EchoBackend
-from memchat.core import Budget, Message
+from memchat.core import Budget, ChatSession, Message
 from memchat.strategies import make_strategy
 
 
@@ -307,14 +308,34 @@ def test_the_openai_sdks_conversations_resource_reads_our_answers(running: Runni
         client.conversations.retrieve("sdk-1")
 
 
-def test_a_change_made_outside_the_server_is_in_the_next_turn(running: Running) -> None:
-    """The server's cached session is checked against the store before each turn: a turn
-    another process stored (here: straight into the store, as the CLI would) is sent too."""
-    say(running, "c", "one")
-    made = len(running.sessions)
-    running.store.append("c", [Message("user", "from elsewhere"), Message("assistant", "ok")])
-    say(running, "c", "two")
-    assert [m.content for m in running.backend.calls[-1] if m.role == "user"] == [
-        "one", "from elsewhere", "two",
-    ]  # fmt: skip
-    assert len(running.sessions) == made  # the same session, reloaded; not a new one
+class _GatedUpkeep(ChatSession):
+    """Its turn's upkeep waits for ``gate``: the window in which the CLI may write."""
+
+    gate = threading.Event()
+
+    def upkeep(self) -> list[str]:
+        if self._upkeep_due:
+            self.gate.wait(5)
+        return super().upkeep()
+
+
+def test_a_change_made_outside_the_server_is_in_the_next_turn() -> None:
+    """The server's cached session is checked against the store before each turn: a turn stored
+    by a writer that takes no hold (straight into the store, as the CLI would), even while the
+    server's last turn was still finishing, is sent with the next turn."""
+    _GatedUpkeep.gate.clear()
+    with Running(EchoBackend(), budget=Budget(2000, 100), session_class=_GatedUpkeep) as r:
+        say(r, "c", "one")  # answered; its upkeep waits
+        made = len(r.sessions)
+        r.store.append("c", [Message("user", "from elsewhere"), Message("assistant", "ok")])
+        _GatedUpkeep.gate.set()
+        say(r, "c", "two")
+        assert [m.content for m in r.backend.calls[-1] if m.role == "user"] == [
+            "one", "from elsewhere", "two",
+        ]  # fmt: skip
+        assert len(r.sessions) == made  # the same session, reloaded; not a new one
+        r.store.append("c", [Message("user", "and later"), Message("assistant", "ok")])
+        say(r, "c", "three")
+        assert [m.content for m in r.backend.calls[-1] if m.role == "user"][-2:] == [
+            "and later", "three",
+        ]  # fmt: skip

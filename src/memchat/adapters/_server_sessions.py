@@ -168,6 +168,18 @@ class Sessions:
         info = self._store.get_conversation(conversation_id)
         return info.created_at, info.version
 
+    def _stamp_after(self, conversation_id: str) -> Stamp | None:
+        """The stamp the session matches after its use, or None (reload it next time) if the
+        store holds other messages than it has: a writer that takes no hold (the CLI) may have
+        appended or forgotten between this session's last write and this read."""
+        with self._changed:
+            session = self._held.get(conversation_id)
+        if self._store is None or session is None:
+            return None
+        info = self._store.get_conversation(conversation_id)
+        known = sum(len(r) for r in session.history.rounds)
+        return (info.created_at, info.version) if info.message_count == known else None
+
     def _wait_for_upkeep(self, conversation_id: str) -> None:
         deadline = time.monotonic() + self._upkeep_wait
         while conversation_id in self._upkeep:
@@ -184,8 +196,8 @@ class Sessions:
     def _release(self, conversation_id: str, hold: Hold) -> None:
         stamp: Stamp | None = None
         try:
-            if hold.keep:  # read while still held: nobody else has changed it since
-                stamp = self._stamp(conversation_id)
+            if hold.keep:  # read while still held: no server has changed it since
+                stamp = self._stamp_after(conversation_id)
         except MemchatError as exc:  # deleted meanwhile, or the store failed: not kept
             log.info("conversation %s not kept in memory: %s", conversation_id, exc)
             hold.keep = False
