@@ -35,17 +35,13 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "abl:no-dates": ("no raise for the day a question names", {}, {"date_boost": 0.0}),
     "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
     "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
-    "abl:no-feedback": (
-        "no pseudo-relevance feedback (the query vector alone)",
+    "abl:feedback": (
+        "pseudo-relevance feedback: the query vector + 1.0 x the mean of the 5 best first-pass "
+        "hits' vectors, searched again (off by default)",
         {},
-        {"feedback": 0.0},
+        {"feedback": 1.0},
     ),
-    "abl:feedback-0.5": (
-        "feedback weight 0.5 (default 1.0, the 5 best hits)",
-        {},
-        {"feedback": 0.5},
-    ),
-    "abl:feedback-m10": ("feedback from the 10 best hits (default 5)", {}, {"feedback_m": 10}),
+    "abl:feedback-0.5": ("the same, weight 0.5", {}, {"feedback": 0.5}),
     "abl:density-0.3": (
         "the 100 best hits ordered by score / tokens ^ 0.3 (more short relevant messages fit)",
         {"density": 0.3},
