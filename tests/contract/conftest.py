@@ -147,7 +147,15 @@ def _postgres_kit(dsn: str, schema: str) -> StoreKit:
 def _empty_schema(dsn: str, schema: str) -> None:
     tables = ", ".join(
         f"{schema}.{t}"
-        for t in ("vectors", "summaries", "turn_contexts", "messages", "conversations", "api_keys")
+        for t in (
+            "responses",
+            "vectors",
+            "summaries",
+            "turn_contexts",
+            "messages",
+            "conversations",
+            "api_keys",
+        )
     )
     pg_execute(dsn, f"TRUNCATE {tables}")
 

@@ -12,7 +12,7 @@ import pytest
 from memchat.core.errors import AlreadyExists, InputError, NotFound
 from memchat.core.keys import ApiKey, KeyStore, key_hash, key_owner, key_prefix, new_key
 from memchat.core.messages import assistant, user
-from memchat.core.store import Store
+from memchat.core.store import ResponseRecord, ResponseStore, Store
 from memchat.storage import InMemoryKeyStore
 
 if TYPE_CHECKING:
@@ -174,3 +174,19 @@ def test_turn_context_is_kept_replaced_and_deleted_with_the_conversation(store: 
         store.get_turn_context(info.id)
     with pytest.raises(NotFound):
         store.put_turn_context(info.id, "{}")
+
+
+def test_response_records_are_kept_deleted_and_go_with_their_conversation(store: Store) -> None:
+    assert isinstance(store, ResponseStore)
+    info = store.create_conversation("r", owner="alice")
+    record = ResponseRecord("resp_1", "alice", info.id, '{"response": {}}')
+    store.put_response(record)
+    assert store.get_response("resp_1") == record
+    assert store.get_response("resp_2") is None
+    assert store.delete_response("resp_1") and not store.delete_response("resp_1")
+    assert store.get_response("resp_1") is None
+    store.put_response(record)
+    store.delete_conversation(info.id)
+    assert store.get_response("resp_1") is None
+    with pytest.raises(NotFound):
+        store.put_response(record)

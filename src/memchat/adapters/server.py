@@ -4,6 +4,8 @@
     POST /v1/tokenize           token ids and count of a text or a message list
     POST /v1/tokenize/count     the count only
     GET  /v1/models             the one model this server runs
+    /v1/responses…              the Responses API: create (JSON or SSE), get, delete
+                                (``_server_responses``)
     /v1/conversations…          create, list, get, rename, delete, fork; messages, pin, forget;
                                 the last turn's context (``_server_conv_api``)
 
@@ -53,6 +55,7 @@ from ._server_conv_api import ConversationsApi
 from ._server_conversations import Conversations
 from ._server_errors import ApiError, error_response
 from ._server_params import ChatRequest, parse_chat, parse_tokenize
+from ._server_responses import get_or_delete, open_turn, parse_responses
 from ._server_secrets import Scrubber
 from ._server_sessions import Hold, Sessions
 from ._server_turn import Turn
@@ -185,6 +188,15 @@ async def _chat(server: _Server, request: Request, owner: str) -> Response:
                 headers=headers, store=server.store, scrub=server.scrub)  # fmt: skip
 
 
+async def _responses(server: _Server, request: Request, owner: str) -> Response:
+    req = parse_responses(await read_json(request, server.limits), server.limits)
+    return await run_in_threadpool(open_turn, server, owner, req)
+
+
+async def _response(server: _Server, request: Request, owner: str) -> Response:
+    return await get_or_delete(server.store, request, owner)
+
+
 async def _tokenize(server: _Server, request: Request, owner: str) -> Response:
     """``{"text": …}`` or ``{"messages": […]}`` → ``{"model", "count", "tokens", "per_message",
     "per_reply", "exact"}``.
@@ -248,6 +260,8 @@ def build_server(
         route("/v1/tokenize", _tokenize, ["POST"]),
         route("/v1/tokenize/count", _tokenize, ["POST"]),
         route("/v1/models", _models, ["GET"]),
+        route("/v1/responses", _responses, ["POST"]),
+        route("/v1/responses/{rid}", _response, ["GET", "DELETE"]),
     ]
     if server.conversations is not None:
         api = ConversationsApi(server.conversations, server.sessions, limits)

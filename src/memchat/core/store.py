@@ -2,6 +2,7 @@
 
 ``Store`` is what every store does. ``ConversationLocks`` is what a store shared by several
 processes adds (PostgreSQL): a per-conversation lock held for a turn, across processes.
+``ResponseStore`` keeps the server's Responses API records (every bundled store has it).
 """
 
 from __future__ import annotations
@@ -12,7 +13,15 @@ from typing import Protocol, runtime_checkable
 
 from .messages import Message
 
-__all__ = ["ConversationInfo", "ConversationLocks", "Lease", "Store", "SummaryRecord"]
+__all__ = [
+    "ConversationInfo",
+    "ConversationLocks",
+    "Lease",
+    "ResponseRecord",
+    "ResponseStore",
+    "Store",
+    "SummaryRecord",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,3 +167,26 @@ class ConversationLocks(Protocol):
     """
 
     def lock_conversation(self, conversation_id: str, *, wait: float) -> Lease: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ResponseRecord:
+    """A stored response: who made it, the conversation it belongs to, and its JSON text."""
+
+    id: str
+    owner: str
+    conversation_id: str
+    record: str
+
+
+@runtime_checkable
+class ResponseStore(Protocol):
+    """Responses by id; a record goes with its conversation when that is deleted."""
+
+    def put_response(self, record: ResponseRecord) -> None: ...
+
+    def get_response(self, response_id: str) -> ResponseRecord | None: ...
+
+    def delete_response(self, response_id: str) -> bool:
+        """Drop the record (not the conversation's messages); False if there was none."""
+        ...

@@ -14,7 +14,7 @@ from typing import Any, NoReturn, Protocol
 
 from ..core.errors import AlreadyExists, StorageError
 from ..core.messages import Message, Role
-from ..core.store import ConversationInfo, SummaryRecord
+from ..core.store import ConversationInfo, ResponseRecord, SummaryRecord
 from ._common import (
     IntegrityConflict,
     check_id,
@@ -328,6 +328,30 @@ class SQLStore:
                 "SELECT record FROM turn_contexts WHERE conversation_id = ?", (conversation_id,)
             ).fetchone()
         return None if row is None else str(row[0])
+
+    # -- the Responses API's records ----------------------------------------------------------
+    def put_response(self, record: ResponseRecord) -> None:
+        text = check_text(record.record, "a response record")
+        with self._tx() as tx:
+            self._require(tx, record.conversation_id)
+            tx.execute(
+                "INSERT INTO responses (id, owner, conversation_id, record, created_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (record.id, record.owner, record.conversation_id, text, time.time()),
+            )
+
+    def get_response(self, response_id: str) -> ResponseRecord | None:
+        with self._tx(write=False) as tx:
+            row = tx.execute(
+                "SELECT id, owner, conversation_id, record FROM responses WHERE id = ?",
+                (response_id,),
+            ).fetchone()
+        return None if row is None else ResponseRecord(*(str(v) for v in row))
+
+    def delete_response(self, response_id: str) -> bool:
+        with self._tx() as tx:
+            sql = "DELETE FROM responses WHERE id = ?"
+            return bool(tx.execute(sql, (response_id,)).rowcount)
 
     # -- vectors ------------------------------------------------------------------------------
     def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:

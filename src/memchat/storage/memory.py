@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 
 from ..core.errors import AlreadyExists, StorageError
 from ..core.messages import Message
-from ..core.store import ConversationInfo, SummaryRecord
+from ..core.store import ConversationInfo, ResponseRecord, SummaryRecord
 from ._common import (
     check_id,
     check_ids,
@@ -85,6 +85,7 @@ class InMemoryStore(InMemoryKeyStore):
         super().__init__()
         self._lock = threading.RLock()
         self._convs: dict[str, _Conversation] = {}
+        self._responses: dict[str, ResponseRecord] = {}
 
     def _get(self, conversation_id: str) -> _Conversation:
         conv = self._convs.get(check_id(conversation_id))
@@ -231,6 +232,27 @@ class InMemoryStore(InMemoryKeyStore):
     def get_turn_context(self, conversation_id: str) -> str | None:
         with self._lock:
             return self._get(conversation_id).turn_context
+
+    # -- the Responses API's records ----------------------------------------------------------
+    def put_response(self, record: ResponseRecord) -> None:
+        check_text(record.record, "a response record")
+        with self._lock:
+            self._get(record.conversation_id)
+            self._responses[record.id] = record
+
+    def get_response(self, response_id: str) -> ResponseRecord | None:
+        with self._lock:
+            found = self._responses.get(response_id)
+            if found is not None and found.conversation_id not in self._convs:
+                del self._responses[response_id]  # its conversation was deleted
+                return None
+            return found
+
+    def delete_response(self, response_id: str) -> bool:
+        with self._lock:
+            return self.get_response(response_id) is not None and bool(
+                self._responses.pop(response_id, None)
+            )
 
     # -- vectors ------------------------------------------------------------------------------
     def put_vectors(self, conversation_id: str, model: str, vectors: dict[str, bytes]) -> None:

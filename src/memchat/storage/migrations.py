@@ -180,6 +180,19 @@ def m007_turn_contexts(db: Schema) -> None:
     )
 
 
+@migration
+def m008_responses(db: Schema) -> None:
+    """The server's Responses API: a response id, its owner, its conversation and its JSON."""
+    db.execute(
+        f"""CREATE TABLE responses (
+            id TEXT PRIMARY KEY,
+            owner TEXT NOT NULL,
+            conversation_id TEXT NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+            record TEXT NOT NULL,
+            created_at {db.dialect.real} NOT NULL)"""
+    )
+
+
 def migration_names(migrations: Sequence[Migration] = MIGRATIONS) -> list[str]:
     return [m.__name__ for m in migrations]
 
