@@ -339,3 +339,25 @@ async def test_a_backend_that_serialises_itself_serves_every_stream() -> None:
         async with r.async_client() as client:
             texts = await asyncio.gather(*(one(client, n) for n in range(40)))
     assert texts == ["one reply at a time"] * 40
+
+
+def test_a_sequential_client_never_gets_409_sending_right_after_done() -> None:
+    """The conversation is let go (for the next request to wait on the upkeep) before the
+    last chunk and ``[DONE]`` go out: a client that sends again the moment it has read them
+    never sees ``conversation_busy``."""
+    with Running(EchoBackend(), budget=Budget(4000, 500)) as r:
+        with httpx.Client(base_url=r.url, timeout=10) as http:
+            first = http.post("/chat/completions", json={"messages": USER, "conversation": "new"})
+            cid = first.headers[HEADER]
+            statuses: list[int] = []
+            for i in range(50):
+                body = {"messages": [{"role": "user", "content": f"turn {i}"}], "stream": i % 5 > 0}
+                with http.stream(
+                    "POST", "/chat/completions", json=body, headers={HEADER: cid}
+                ) as resp:
+                    statuses.append(resp.status_code)
+                    for line in resp.iter_lines():
+                        if line == "data: [DONE]":
+                            break  # send the next one at once, before the body has ended
+        assert statuses == [200] * 50
+        assert len(r.store.load(cid)) == 2 * 51

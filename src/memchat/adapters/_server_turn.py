@@ -89,23 +89,29 @@ class Turn(Response):
         self.store = store
         self.scrub = scrub
         self.reply: Reply | None = None
+        self._committed = False  # the reply is in the history: run the upkeep at the end
         self.completion_id = f"chatcmpl-{uuid.uuid4().hex[:24]}"
         self.created = int(time.time())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        upkeep = False
         try:
             if self.chat.stream:
                 await self._stream(scope, receive, send)
             else:
                 await self._json(scope, receive, send)
-            if self.session.conversation_id is not None:  # a stateless session is thrown away
-                self.hold.upkeep()  # the next request may now wait for it, not get a 409
-                upkeep = True
         finally:
             if self.hold.active:
                 with anyio.CancelScope(shield=True):  # always let the conversation go
-                    await anyio.to_thread.run_sync(self._end, upkeep, limiter=self.limiter)
+                    await anyio.to_thread.run_sync(self._end, self._committed, limiter=self.limiter)
+
+    def _turn_ended(self, reply: Reply) -> None:
+        """On the worker thread, once the reply is committed and before its last chunk (or
+        its JSON) is sent: the next request now waits for the upkeep instead of getting a
+        409, so a client that sends again as soon as it reads ``[DONE]`` is let in."""
+        if reply.done and self.session.conversation_id is not None:  # stateless: thrown away
+            self.hold.reply_done()
+            self.hold.upkeep()
+            self._committed = True
 
     def _end(self, upkeep: bool) -> None:
         """On a worker thread: the turn's memory upkeep and its context record, then release
@@ -151,6 +157,7 @@ class Turn(Response):
             for _ in reply:
                 if stop.is_set():
                     break
+        self._turn_ended(reply)
         return reply
 
     def _completion(self, reply: Reply) -> dict[str, Any]:
@@ -200,6 +207,7 @@ class Turn(Response):
                         return
             finally:
                 reply.close()  # commits nothing unless the stream had ended
+            self._turn_ended(reply)
             emit(_End(reply))
         except MemchatError as exc:
             emit(_Failure(api_error(exc)))
