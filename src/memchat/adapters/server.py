@@ -6,6 +6,7 @@
     GET  /v1/models             the one model this server runs
     /v1/responses…              the Responses API: create (JSON or SSE), get, delete
                                 (``_server_responses``)
+    GET  /openapi.json          the OpenAPI 3.1 document of these routes (``_server_openapi``)
     /v1/conversations…          create, list, get, rename, delete, fork; messages, pin, forget;
                                 the last turn's context (``_server_conv_api``)
 
@@ -54,6 +55,7 @@ from ._server_body import ServerLimits, read_json
 from ._server_conv_api import ConversationsApi
 from ._server_conversations import Conversations
 from ._server_errors import ApiError, error_response
+from ._server_openapi import openapi
 from ._server_params import ChatRequest, parse_chat, parse_tokenize
 from ._server_responses import get_or_delete, open_turn, parse_responses
 from ._server_secrets import Scrubber
@@ -278,4 +280,10 @@ def build_server(
             if on_close is not None:
                 on_close()
 
+    document = openapi(model, conversations=server.conversations is not None)
+
+    async def schema(request: Request) -> Response:
+        return JSONResponse(document)
+
+    routes.append(Route("/openapi.json", schema, methods=["GET"]))
     return Starlette(routes=routes, lifespan=lifespan)
