@@ -11,11 +11,14 @@ from typing import Any
 
 import openai
 import pytest
+from starlette.testclient import TestClient
 from tests.stubs.memchat_server import Running
 from tests.stubs.openai_stub import OpenAIStub, cut_mid_stream, ok
 
+from memchat.adapters.server import build_server
+from memchat.backends.fake import EchoBackend
 from memchat.backends.openai_compat import OpenAIBackend
-from memchat.core import Budget
+from memchat.core import Budget, ChatSession
 
 
 @pytest.fixture
@@ -265,3 +268,18 @@ def test_unknown_previous_response_is_not_found(proxied: tuple[Running, OpenAISt
     r, _ = proxied
     with pytest.raises(openai.NotFoundError):
         r.client("ka").responses.create(model="m", input="x", previous_response_id="resp_nope")
+
+
+def test_a_server_without_a_store_answers_statelessly() -> None:
+    backend = EchoBackend()
+    app = build_server(lambda store, cid, history: ChatSession(backend, history=history))
+    with TestClient(app) as http:
+        got = http.post("/v1/responses", json={"input": "hi", "instructions": "Be kind"})
+        assert got.status_code == 200, got.text
+        body = got.json()
+        assert body["output"][0]["content"][0]["text"] == "echo: hi"
+        assert body["conversation"] is None and body["store"] is False
+        assert [m.role for m in backend.calls[-1]] == ["system", "user"]
+        named = http.post("/v1/responses", json={"input": "hi", "conversation": "c1"})
+        assert named.status_code == 500 and named.json()["error"]["code"] == "server_config_error"
+        assert http.get(f"/v1/responses/{body['id']}").status_code == 404

@@ -37,7 +37,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
 from ..core.backend import GenerationParams
-from ..core.errors import NotFound
+from ..core.errors import ConfigError, NotFound
 from ..core.messages import Message
 from ..core.reply import Reply
 from ..core.store import ResponseRecord, ResponseStore
@@ -217,6 +217,7 @@ class ResponseTurn(Turn):
         self.item_id = f"msg_{uuid.uuid4().hex}"
         self.sequence = 0
         self.text = ""
+        self.final: dict[str, Any] | None = None
         return self
 
     def snapshot(self, status: str, reply: Reply | None = None) -> dict[str, Any]:
@@ -338,6 +339,8 @@ def open_turn(server: Any, owner: str, req: ResponsesRequest) -> ResponseTurn:
             "messages): earlier turns come from the store",
             "input",
         )
+    if name is not None and store is None:
+        raise ConfigError("this server has no store; conversations are off")
     if not req.store or store is None:
         system = [m for m in chat.messages[:-1] if m.role == "system"]
         rest = [m for m in chat.messages[:-1] if m.role != "system"]
