@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Collection, Sequence
 
+import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -230,3 +231,56 @@ def test_density_prefers_the_short_hit_when_only_one_fits() -> None:
     assert [r.round[0].id for r in dense.recalled][:1] == [ids[1]]
     assert plain.recalled[0].round[0].id == ids[0]
     assert dense.tokens <= budget.available and plain.tokens <= budget.available
+
+
+class _CountingEmbedder:
+    """A tiny bag-of-words embedder that counts the texts it was asked to embed."""
+
+    name, dim = "counting-words", 8
+
+    def __init__(self) -> None:
+        self.texts = 0
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.texts += len(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                out[i, hash(word) % self.dim] += 1.0
+            out[i] /= max(float(np.linalg.norm(out[i])), 1.0)
+        return out
+
+
+def _recall_session(embedder: _CountingEmbedder, rounds: int, window: int) -> ChatSession:
+    from memchat.retrieval import ConversationIndex
+
+    history: list[Message] = []
+    for i in range(rounds):
+        history += [Message("user", f"question {i} about topic {i}"), Message("assistant", f"a{i}")]
+    index = ConversationIndex("hybrid", embedder=embedder)  # type: ignore[arg-type]
+    return ChatSession(
+        ScriptedBackend(),
+        strategy=RecallMemory(index),
+        budget=Budget(window, 100),
+        history=history,
+        counter=ApproxCounter(),
+    )
+
+
+def test_a_stateless_history_that_fits_embeds_nothing() -> None:
+    """RecallMemory sends a conversation that fits as it is: indexing it before the first
+    token (the server's stateless requests, ~2 s for 100 rounds) would be wasted."""
+    embedder = _CountingEmbedder()
+    session = _recall_session(embedder, rounds=30, window=100_000)
+    reply = session.send("what was topic 3?")
+    assert "".join(reply) and not reply.context.dropped  # as the server streams it: no upkeep
+    assert embedder.texts == 0
+
+
+def test_the_backlog_is_indexed_at_the_first_turn_that_overflows() -> None:
+    embedder = _CountingEmbedder()
+    session = _recall_session(embedder, rounds=80, window=600)
+    reply = session.send("what was topic 3?")
+    reply.consume()
+    assert reply.context.dropped and embedder.texts > 0
+    assert any("topic 3" in m.content for m in reply.context.messages[:-1])  # recalled

@@ -12,7 +12,7 @@ from .errors import BackendError, ContextTooLong, UsageError
 from .history import History
 from .memory import Budget, CacheAware, Context, MemoryStrategy
 from .memory.base import limit_for
-from .memory.recall import RoundIndex
+from .memory.recall import RecallMemory, RoundIndex
 from .memory.summary import Summarize, Summarizing, backend_summarizer, summary_touched
 from .messages import Message
 from .meter import MeterReading, Price
@@ -147,6 +147,7 @@ class ChatSession:
                 if started or attempt == 2:
                     raise
                 budget = Budget(budget.window - budget.available // 4, budget.reserve_for_reply)
+                self._sync_index(budget)
                 self._notice(reply, "context too long for the model: trimmed harder and retried")
 
     def _params(self, overrides: GenerationParams | None = None) -> GenerationParams:
@@ -173,6 +174,25 @@ class ChatSession:
         index = getattr(self.strategy, "retriever", None)
         return index if isinstance(index, RoundIndex) else None
 
+    def _will_search(self, budget: Budget) -> bool:
+        """Whether the recall index is needed for a context within ``budget``: RecallMemory
+        sends the conversation as it is while all of it fits, so there is nothing to embed
+        (a stateless request's whole history). The backlog is indexed at the first turn that
+        overflows; a session's upkeep still indexes each new round after its reply."""
+        if not isinstance(self.strategy, RecallMemory):
+            return True
+        history = self.history
+        return history.total_tokens + history.overhead > budget.available
+
+    def _sync_index(self, budget: Budget) -> None:
+        """Before a retry on a smaller budget: index what the search may now need."""
+        index = self._index()
+        if index is not None and self._will_search(budget):
+            try:
+                index.sync(self.history.rounds[:-1])
+            except Exception as exc:  # noqa: BLE001 - memory is best effort
+                log.warning("long-term memory unavailable: %s", exc, exc_info=True)
+
     def _prepare_memory(self) -> list[str]:
         """Before a context is chosen: index old rounds, load the stored summary."""
         notes: list[str] = []
@@ -180,7 +200,8 @@ class ChatSession:
         try:
             if index is not None:
                 index.attach(self.store, self.conversation_id)
-                index.sync(self.history.rounds[:-1])
+                if self._will_search(self.budget):
+                    index.sync(self.history.rounds[:-1])
             if not self._summary_loaded and isinstance(self.strategy, Summarizing):
                 self._summary_loaded = True
                 store, conversation = self.store, self.conversation_id
