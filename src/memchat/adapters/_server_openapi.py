@@ -17,6 +17,8 @@ J = dict[str, Any]
 STRING: J = {"type": "string"}
 INT: J = {"type": "integer"}
 BOOL: J = {"type": "boolean"}
+CONV_ID: J = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$"}
+TEXT: J = {"type": "string", "minLength": 1, "pattern": "[^\\s]"}
 METADATA: J = {"type": "object", "additionalProperties": {"type": "string", "maxLength": 512},
                "maxProperties": 16}  # fmt: skip
 
@@ -84,7 +86,7 @@ CHAT_REQUEST = obj(
      "top_p": {"type": "number", "minimum": 0, "maximum": 1},
      "stop": {"anyOf": [STRING, {"type": "array", "items": STRING, "maxItems": 4}]},
      "seed": INT, "user": STRING, "metadata": METADATA, "store": BOOL,
-     "conversation": STRING},
+     "conversation": CONV_ID},
     ("messages",),
 )  # fmt: skip
 CHAT_USAGE = nullable(obj({"prompt_tokens": INT, "completion_tokens": INT, "total_tokens": INT},
@@ -106,9 +108,9 @@ INPUT_MESSAGE = obj(
 )  # fmt: skip
 RESPONSES_REQUEST = obj(
     {"model": STRING,
-     "input": {"anyOf": [STRING, {"type": "array", "items": INPUT_MESSAGE, "minItems": 1}]},
+     "input": {"anyOf": [TEXT, {"type": "array", "items": INPUT_MESSAGE, "minItems": 1}]},
      "instructions": STRING, "previous_response_id": STRING,
-     "conversation": {"anyOf": [STRING, obj({"id": STRING}, ("id",))]},
+     "conversation": {"anyOf": [CONV_ID, obj({"id": CONV_ID}, ("id",))]},
      "stream": BOOL, "store": BOOL, "max_output_tokens": {**INT, "minimum": 1},
      "temperature": {"type": "number", "minimum": 0, "maximum": 2},
      "top_p": {"type": "number", "minimum": 0, "maximum": 1}, "metadata": METADATA,
