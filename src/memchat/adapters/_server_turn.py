@@ -281,6 +281,9 @@ class _Buffer:
         return data
 
 
+FIRST_WAIT = 0.05  # seconds the reply's thread waits at most for the loop to take its first piece
+
+
 class _Handoff:
     """The reply's pieces, from its worker thread to the event loop, without a blocking round
     trip per piece: ``put`` appends and wakes the loop only when it waits (one
@@ -297,9 +300,15 @@ class _Handoff:
         self._waiter: asyncio.Future[None] | None = None
         self._ended = False
         self._closed = False
+        self._first = True
+        self._taken = threading.Event()
 
     def put(self, piece: Piece) -> bool:
-        """On the worker thread; False once the reader is gone."""
+        """On the worker thread; False once the reader is gone.
+
+        The first piece waits (briefly) until the loop has taken it: a thread that goes on
+        reading an upstream whose chunks are already buffered keeps the GIL for up to the
+        switch interval (5 ms), and the first token would wait that long to be sent."""
         with self._lock:
             while len(self._pieces) >= self._high and not self._closed:
                 self._space.wait()
@@ -307,6 +316,9 @@ class _Handoff:
                 return False
             self._pieces.append(piece)
             self._wake()
+            first, self._first = self._first, False
+        if first:
+            self._taken.wait(FIRST_WAIT)
         return True
 
     def end(self) -> None:
@@ -328,6 +340,7 @@ class _Handoff:
                     ready = list(self._pieces)
                     self._pieces.clear()
                     self._space.notify_all()
+                    self._taken.set()
                     return ready
                 if self._ended or self._closed:
                     return []
@@ -339,6 +352,7 @@ class _Handoff:
             self._closed = True
             self._pieces.clear()
             self._space.notify_all()
+            self._taken.set()
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:
