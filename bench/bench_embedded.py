@@ -296,6 +296,12 @@ def main() -> None:
         help="run only (f) weight formats and (g) long memory, kept with the last results",
     )
     ap.add_argument(
+        "--memory-arms",
+        default="",
+        metavar="W:S,…",
+        help="with --memory-only: only these weights:strategy arms, merged into the last results",
+    )
+    ap.add_argument(
         "--weights-only", action="store_true", help="run only (f), kept with the last results"
     )
     args = ap.parse_args()
@@ -303,9 +309,12 @@ def main() -> None:
         path = ROOT / "bench" / "results" / "embedded.json"
         data = json.loads(path.read_text()) if path.exists() else {}
         started = time.perf_counter()
-        data["weights"] = bench_weights(8 if args.quick else 40)
+        if not args.memory_arms:
+            data["weights"] = bench_weights(8 if args.quick else 40)
         if args.memory_only:
-            data["memory"] = bench_memory(MEMORY_ARMS, 60 if args.quick else MEMORY_TURNS)
+            arms = [tuple(a.split(":")) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
+            fresh = bench_memory(arms, 60 if args.quick else MEMORY_TURNS)  # type: ignore[arg-type]
+            data["memory"] = {**data.get("memory", {}), **fresh}
         data["memory_wall_s"] = time.perf_counter() - started
         md = report(data, data.get("quick", args.quick))
         print(md)
