@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from bench._common import median, percentile
+from bench._embedded_fidelity import argmaxes
 from bench._embedded_setup import BUDGET, REPLY, SYSTEM, user_messages
 from memchat import ChatSession, Message
 from memchat.backends._llama_convert import _quantize
@@ -215,7 +216,8 @@ def bench_weights(prompts: int = 40) -> dict[str, Any]:
         out[fmt] = json.loads(run.stdout.strip().splitlines()[-1])
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        _quantize(LlamaCppBackend().model_path, Path(tmp) / "q8.gguf", "q8_0")
+        backend = LlamaCppBackend()
+        _quantize(backend.model_path, Path(tmp) / "q8.gguf", "q8_0", backend.n_threads)
     out["q8_0"]["convert_s"] = time.perf_counter() - start
     reference = LlamaCppBackend(weights="original")
     texts = user_messages(prompts, seed=9)
@@ -241,12 +243,7 @@ def _greedy(backend: LlamaCppBackend, prompt: list[int], forced: list[int] | Non
     llama = backend._model().llama
     llama.reset()
     llama.eval(prompt)
-    out = []
-    for i in range(16):
-        logits = np.ctypeslib.as_array(llama._ctx.get_logits(), shape=(llama._n_vocab,))
-        out.append(int(np.argmax(logits)))
-        llama.eval([forced[i] if forced else out[-1]])
-    return out
+    return argmaxes(llama, forced)
 
 
 # -- report ------------------------------------------------------------------------------------

@@ -69,6 +69,7 @@ def convert_weights(
     cache_dir: Path,
     *,
     notice: Callable[[str], None] | None = None,
+    threads: int = 1,
 ) -> Path:
     """The path of ``source`` in format ``fmt``: cached, or converted now (``notice`` says so).
 
@@ -81,6 +82,7 @@ def convert_weights(
     note_path = target.with_suffix(".json")
     stat = source.stat()
     note = _read_note(note_path)
+    digest: str | None = None
     if note is not None and target.is_file() and target.stat().st_size == note.get("size"):
         if (note.get("source_size"), note.get("source_mtime_ns")) == (
             stat.st_size,
@@ -98,8 +100,8 @@ def convert_weights(
     )
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        digest = file_digest(source)
-        _quantize(source, target, fmt)
+        digest = digest or file_digest(source)
+        _quantize(source, target, fmt, threads)
         _write_note(
             note_path,
             {
@@ -117,7 +119,7 @@ def convert_weights(
     return target
 
 
-def _quantize(source: Path, target: Path, fmt: str) -> None:
+def _quantize(source: Path, target: Path, fmt: str, threads: int = 1) -> None:
     """llama.cpp's quantizer into a temporary file, renamed into place when complete."""
     from ._llama_model import import_llama_cpp
 
@@ -125,7 +127,7 @@ def _quantize(source: Path, target: Path, fmt: str) -> None:
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, WEIGHT_FORMATS[fmt])
     params.allow_requantize = True
-    params.nthread = max(1, len(os.sched_getaffinity(0))) if hasattr(os, "sched_getaffinity") else 1
+    params.nthread = threads
     fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=target.name, suffix=".part")
     os.close(fd)
     try:

@@ -226,7 +226,11 @@ class LlamaCppBackend:
                 self.model_path,
                 self.weights,
                 lambda: convert_weights(
-                    self.model_path, self.weights, self.cache_dir, notice=self.notice
+                    self.model_path,
+                    self.weights,
+                    self.cache_dir,
+                    notice=self.notice,
+                    threads=self.n_threads,
                 ),
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
