@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner, Result
 from rich.console import Console
 
-from memchat.adapters._cli_chat import ChatLoop
 from memchat.adapters.cli import App, cli
+from memchat.adapters.cli._chat import ChatLoop
 from memchat.backends.fake import EchoBackend, ScriptedBackend
 from memchat.core.backend import Chunk, GenerationParams
 from memchat.core.errors import BackendUnavailable
@@ -232,7 +232,7 @@ def test_conversation_without_a_store_is_a_usage_error(tmp_path):
     [(100, "dim", None), (820, "bold orange1", "nearly full"), (960, "bold red", "nearly full")],
 )
 def test_meter_is_amber_from_80_and_red_from_95_percent(tokens, style, words):
-    from memchat.adapters._cli_render import meter_text
+    from memchat.adapters.cli._render import meter_text
 
     text = meter_text(MeterReading(context_tokens=tokens, window=1000))
     assert text.style == style

@@ -10,8 +10,8 @@ import pytest
 from click.testing import CliRunner
 
 from memchat.adapters import cli as cli_module
-from memchat.adapters._cli_common import exit_code
 from memchat.adapters.cli import App, cli
+from memchat.adapters.cli._common import exit_code
 from memchat.backends.fake import ScriptedBackend
 from memchat.core.errors import (
     BackendUnavailable,

@@ -15,8 +15,8 @@ import uvicorn
 from click.testing import CliRunner, Result
 from starlette.testclient import TestClient
 
-from memchat.adapters import _server_app
 from memchat.adapters.cli import App, cli
+from memchat.adapters.server import _app
 from memchat.core.keys import key_hash, key_prefix, new_key
 from memchat.storage import InMemoryStore
 
@@ -27,8 +27,8 @@ def runs(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[dict[str, Any]]]:
     `serve` sets for its process) are put back afterwards."""
     calls: list[dict[str, Any]] = []
     monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append({"app": app, **kw}))
-    monkeypatch.setenv(_server_app.ENV, "")
-    monkeypatch.delenv(_server_app.ENV)
+    monkeypatch.setenv(_app.ENV, "")
+    monkeypatch.delenv(_app.ENV)
     factory = logging.getLogRecordFactory()
     yield calls
     logging.setLogRecordFactory(factory)
@@ -92,13 +92,13 @@ def test_workers_get_the_options_through_the_environment(
     assert result.exit_code == 0, result.output
     call = runs[0]
     assert (call["app"], call["factory"], call["workers"]) == (
-        "memchat.adapters._server_app:app_from_environ", True, 3,
+        "memchat.adapters.server._app:app_from_environ", True, 3,
     )  # fmt: skip
-    options = _server_app.ServeOptions.from_env(os.environ[_server_app.ENV])
+    options = _app.ServeOptions.from_env(os.environ[_app.ENV])
     assert options.keys == ("flag-key-123456",) and options.limits["max_body_bytes"] == 1000
     monkeypatch.setenv("MEMCHAT_BACKEND", "echo")
     monkeypatch.setenv("MEMCHAT_HOME", str(tmp_path))
-    with TestClient(_server_app.app_from_environ()) as client:
+    with TestClient(_app.app_from_environ()) as client:
         assert client.get("/v1/models").status_code == 401
         headers = {"authorization": "Bearer flag-key-123456"}
         assert client.get("/v1/models", headers=headers).status_code == 200

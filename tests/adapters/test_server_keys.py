@@ -14,9 +14,8 @@ import pytest
 from tests.stubs.memchat_server import Running
 from tests.stubs.openai_stub import OpenAIStub, ok, status
 
-from memchat.adapters import _server_auth
-from memchat.adapters._server_secrets import REDACTED, Scrubber, scrub_logs
-from memchat.adapters.server import HEADER
+from memchat.adapters.server import HEADER, _auth
+from memchat.adapters.server._auth import REDACTED, Scrubber, scrub_logs
 from memchat.backends.fake import EchoBackend
 from memchat.backends.openai_compat import OpenAIBackend
 from memchat.core import Budget
@@ -115,7 +114,7 @@ def test_revoking_every_key_keeps_the_server_closed(keyed: tuple[Running, str, s
 def test_an_open_server_closes_when_its_first_key_is_made(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(_server_auth, "RECHECK", 0.05)
+    monkeypatch.setattr(_auth, "RECHECK", 0.05)
     with Running(EchoBackend(), store_keys=True) as r:
         assert http(r, None).get("/models").status_code == 200  # open: no key anywhere
         assert chat(r, "anything", "c", "hi").status_code == 200

@@ -19,8 +19,8 @@ import httpx
 import openai
 import uvicorn
 
-from memchat.adapters._server_auth import Auth
 from memchat.adapters.server import ServerLimits, build_server
+from memchat.adapters.server._auth import Auth
 from memchat.core import Budget, ChatBackend, ChatSession, MemoryStrategy, Message, TokenBudget
 from memchat.storage import open_store
 

@@ -8,8 +8,8 @@ from typing import Any
 import gradio as gr
 import pytest
 
-from memchat.adapters._web_state import Prefs
 from memchat.adapters.web import Page, _build
+from memchat.adapters.web._state import Prefs
 from memchat.backends.fake import ScriptedBackend
 from memchat.core.errors import BackendUnavailable
 from memchat.settings import load_settings

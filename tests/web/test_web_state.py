@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from memchat.adapters._web_files import export_file, import_file
-from memchat.adapters._web_render import inspector_html, meter_html, notice_markdown
-from memchat.adapters._web_state import (
+from memchat.adapters.web._render import inspector_html, meter_html, notice_markdown
+from memchat.adapters.web._side import export_file, import_file
+from memchat.adapters.web._state import (
     Prefs,
     Registry,
     SerialBackend,
@@ -20,7 +20,7 @@ from memchat.adapters._web_state import (
     parse_users,
     stable_secret,
 )
-from memchat.adapters._web_turn import Turn, error_text
+from memchat.adapters.web._turn import Turn, error_text
 from memchat.backends.fake import ScriptedBackend
 from memchat.core.backend import GenerationParams, Usage
 from memchat.core.errors import (
@@ -277,7 +277,7 @@ def test_a_bad_import_creates_nothing(tmp_path: Path) -> None:
 
 
 def test_a_long_conversation_draws_only_its_newest_messages() -> None:
-    from memchat.adapters._web_render import chat_messages
+    from memchat.adapters.web._render import chat_messages
 
     messages = [Message(("user", "assistant")[i % 2], f"m{i}") for i in range(600)]
     rows = chat_messages(messages[:450], limit=200, step=50)

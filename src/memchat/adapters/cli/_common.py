@@ -15,7 +15,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
-from ..core.errors import (
+from ...core.errors import (
     AlreadyExists,
     ConfigError,
     MemchatError,
@@ -23,9 +23,9 @@ from ..core.errors import (
     StorageError,
     UsageError,
 )
-from ..core.reply import Reply
-from ..core.store import ConversationInfo, Store
-from ..settings import Settings, build_backend, load_settings
+from ...core.reply import Reply
+from ...core.store import ConversationInfo, Store
+from ...settings import Settings, build_backend, load_settings
 
 __all__ = [
     "EXIT_BACKEND",
@@ -100,7 +100,7 @@ class App:
             return None
         if self.make_store is not None:
             return self.make_store(settings.store_url)
-        from ..storage import open_store
+        from ...storage import open_store
 
         store: Store = open_store(settings.store_url)
         click.get_current_context().call_on_close(store.close)

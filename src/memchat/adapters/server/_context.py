@@ -16,11 +16,11 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ..core.explain import explain
-from ..core.messages import Message
-from ..core.reply import Reply
-from ..core.session import ChatSession
-from ..core.tokens import message_tokens
+from ...core.explain import explain
+from ...core.messages import Message
+from ...core.reply import Reply
+from ...core.session import ChatSession
+from ...core.tokens import message_tokens
 
 __all__ = ["EMPTY", "context_record", "render_context"]
 

@@ -1,9 +1,8 @@
 """The `memchat` command line (click + rich).
 
-The commands live in private modules (``_cli_chat``, ``_cli_oneshot``, ``_cli_conversations``,
-``_cli_keys``);
-this module assembles them and turns every MemchatError into one line on stderr and an exit
-code (see ``_cli_common``). Tests call ``cli`` through click's CliRunner with
+The commands live in private modules (``_chat``, ``_oneshot``, ``_conversations``, ``_keys``,
+``_serve``); this package assembles them and turns every MemchatError into one line on stderr
+and an exit code (see ``_common``). Tests call ``cli`` through click's CliRunner with
 ``obj=App(environ=..., make_backend=..., make_store=...)``.
 
 Registration point for commands owned elsewhere: ``LAZY_COMMANDS`` maps a command name to
@@ -19,21 +18,19 @@ from typing import Any
 
 import click
 
-from ..core.errors import ConfigError, MemchatError
-from ._cli_chat import chat
-from ._cli_common import App, fail, settings_options
-from ._cli_conversations import conversations, export, import_
-from ._cli_keys import keys
-from ._cli_oneshot import ask, config, context
+from ...core.errors import ConfigError, MemchatError
+from ._chat import chat
+from ._common import App, fail, settings_options
+from ._conversations import conversations, export, import_
+from ._keys import keys
+from ._oneshot import ask, config, context
 
 __all__ = ["LAZY_COMMANDS", "App", "cli", "main"]
 
 # -- registration point: other helpers add their commands here (one line each) --------------
-# A lazy entry whose module exists replaces a built-in command of the same name (the built-in
-# `web` below is a thin stub around ``memchat.adapters.web:launch``).
+# A lazy entry whose module exists replaces a built-in command of the same name.
 LAZY_COMMANDS: dict[str, str] = {
-    "web": "memchat.adapters._cli_web:web",  # the Gradio web UI, if it brings its own command
-    "serve": "memchat.adapters._cli_serve:serve",  # the OpenAI-compatible HTTP server
+    "serve": "memchat.adapters.cli._serve:serve",  # the OpenAI-compatible HTTP server
 }
 
 
@@ -98,7 +95,7 @@ def web(app: App, /, host: str | None, port: int | None, users: str | None, **fl
     """Serve the web UI (Gradio; needs the web extra)."""
     settings = app.settings(flags)
     try:
-        from .web import launch
+        from ..web import launch
     except ImportError as exc:
         raise ConfigError(
             f'the web UI is not installed ({exc}): pip install "memchat[web]"'

@@ -11,16 +11,16 @@ from typing import Any
 import click
 from rich.progress import Progress
 
-from ..core.errors import MemchatError, UsageError
-from ..core.history import group_rounds
-from ..core.messages import Message
-from ..core.store import Store
-from ..core.tokens import TokenCounter, message_tokens
-from ..settings import Settings, token_counter_for
-from ..strategies import make_strategy
-from ..transcripts import export_json, export_markdown, read_transcript
-from ._cli_common import App, find_conversation, settings_options
-from ._cli_render import conversations_table, messages_table
+from ...core.errors import MemchatError, UsageError
+from ...core.history import group_rounds
+from ...core.messages import Message
+from ...core.store import Store
+from ...core.tokens import TokenCounter, message_tokens
+from ...settings import Settings, token_counter_for
+from ...strategies import make_strategy
+from ...transcripts import export_json, export_markdown, read_transcript
+from ._common import App, find_conversation, settings_options
+from ._render import conversations_table, messages_table
 
 __all__ = ["conversations", "export", "import_"]
 

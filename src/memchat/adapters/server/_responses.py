@@ -36,17 +36,25 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.types import Send
 
-from ..core.backend import GenerationParams
-from ..core.errors import ConfigError, NotFound
-from ..core.messages import Message
-from ..core.reply import Reply
-from ..core.store import ResponseRecord, ResponseStore
-from ._server_body import ServerLimits
-from ._server_conversations import api_id
-from ._server_errors import invalid
-from ._server_params import INT64, ChatRequest, _integer, _message, _number, _typed, unsupported
-from ._server_sessions import Hold
-from ._server_turn import Turn
+from ...core.backend import GenerationParams
+from ...core.errors import ConfigError, NotFound
+from ...core.messages import Message
+from ...core.reply import Reply
+from ...core.store import ResponseRecord, ResponseStore
+from ._conversations import api_id
+from ._errors import invalid
+from ._request import (
+    INT64,
+    ChatRequest,
+    ServerLimits,
+    _integer,
+    _message,
+    _number,
+    _typed,
+    unsupported,
+)
+from ._sessions import Hold
+from ._turn import Turn
 
 __all__ = ["ResponseTurn", "ResponsesRequest", "no_response", "parse_responses"]
 

@@ -15,9 +15,9 @@ import click
 from rich.table import Table
 from rich.text import Text
 
-from ..core.errors import ConfigError
-from ..core.keys import ApiKey, KeyStore, key_hash, key_prefix, new_key
-from ._cli_common import App, settings_options
+from ...core.errors import ConfigError
+from ...core.keys import ApiKey, KeyStore, key_hash, key_prefix, new_key
+from ._common import App, settings_options
 
 __all__ = ["keys"]
 

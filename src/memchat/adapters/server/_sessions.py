@@ -28,10 +28,10 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from ..core.errors import ConversationBusy, MemchatError
-from ..core.session import ChatSession
-from ..core.store import ConversationInfo, ConversationLocks, Lease, Store
-from ._server_errors import ApiError
+from ...core.errors import ConversationBusy, MemchatError
+from ...core.session import ChatSession
+from ...core.store import ConversationInfo, ConversationLocks, Lease, Store
+from ._errors import ApiError
 
 __all__ = ["UPKEEP_WAIT", "Hold", "Sessions", "busy"]
 

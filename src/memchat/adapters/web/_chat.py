@@ -20,13 +20,13 @@ from typing import Any
 
 import gradio as gr
 
-from ..core.errors import MemchatError, UsageError
-from ..core.history import Round
-from ..core.session import Reply
-from ._web_render import ChatRows, chat_messages, short_title
-from ._web_state import Entry, Prefs
-from ._web_turn import Turn, TurnEnd, error_text, restore_round
-from ._web_view import PageBase, browser_value
+from ...core.errors import MemchatError, UsageError
+from ...core.history import Round
+from ...core.session import Reply
+from ._render import ChatRows, chat_messages, short_title
+from ._state import Entry, Prefs
+from ._turn import Turn, TurnEnd, error_text, restore_round
+from ._view import PageBase, browser_value
 
 __all__ = ["TURN", "ChatHandlers"]
 

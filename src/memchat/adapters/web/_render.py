@@ -9,13 +9,13 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from ..core.explain import explain
-from ..core.memory import Context
-from ..core.messages import Message
-from ..core.meter import MeterReading
-from ..core.session import ChatSession
-from ..core.store import ConversationInfo
-from ..core.tokens import message_tokens
+from ...core.explain import explain
+from ...core.memory import Context
+from ...core.messages import Message
+from ...core.meter import MeterReading
+from ...core.session import ChatSession
+from ...core.store import ConversationInfo
+from ...core.tokens import message_tokens
 
 __all__ = [
     "SHOWN",

@@ -12,10 +12,10 @@ from typing import Any
 
 import gradio as gr
 
-from ..core.errors import MemchatError, NotFound
-from ..core.session import ChatSession
-from ..settings import Settings
-from ._web_render import (
+from ...core.errors import MemchatError, NotFound
+from ...core.session import ChatSession
+from ...settings import Settings
+from ._render import (
     ChatRows,
     chat_messages,
     conversation_choices,
@@ -24,7 +24,7 @@ from ._web_render import (
     meter_html,
     notice_markdown,
 )
-from ._web_state import Entry, Prefs, Registry
+from ._state import Entry, Prefs, Registry
 
 __all__ = ["VIEW", "PageBase", "browser_value"]
 

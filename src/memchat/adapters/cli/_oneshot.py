@@ -9,13 +9,13 @@ from typing import Any
 import click
 from rich.markup import escape
 
-from ..core.errors import UsageError
-from ..core.messages import Message
-from ..core.store import Store
-from ..settings import Settings, build_session, counting_backend
-from ..transcripts import load_transcript
-from ._cli_common import App, find_conversation, hear_early, settings_options, untold
-from ._cli_render import context_table, context_totals, settings_table
+from ...core.errors import UsageError
+from ...core.messages import Message
+from ...core.store import Store
+from ...settings import Settings, build_session, counting_backend
+from ...transcripts import load_transcript
+from ._common import App, find_conversation, hear_early, settings_options, untold
+from ._render import context_table, context_totals, settings_table
 
 __all__ = ["ask", "config", "context"]
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from ..core.errors import (
+from ...core.errors import (
     AuthError,
     BackendError,
     BackendTimeout,
@@ -31,8 +31,8 @@ from ..core.errors import (
     StorageError,
     UsageError,
 )
-from ..core.history import Round
-from ..core.session import ChatSession, Reply
+from ...core.history import Round
+from ...core.session import ChatSession, Reply
 
 __all__ = ["Turn", "TurnEnd", "error_text", "restore_round"]
 

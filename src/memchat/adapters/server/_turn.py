@@ -38,14 +38,14 @@ from anyio import CapacityLimiter
 from starlette.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
-from ..core.errors import MemchatError
-from ..core.reply import Reply
-from ..core.session import ChatSession
-from ..core.store import Store
-from ._server_context import context_record
-from ._server_errors import ApiError, api_error, error_response
-from ._server_params import ChatRequest
-from ._server_sessions import Hold
+from ...core.errors import MemchatError
+from ...core.reply import Reply
+from ...core.session import ChatSession
+from ...core.store import Store
+from ._context import context_record
+from ._errors import ApiError, api_error, error_response
+from ._request import ChatRequest
+from ._sessions import Hold
 
 __all__ = ["Turn"]
 

@@ -19,13 +19,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ..core.backend import ChatBackend, Chunk, GenerationParams
-from ..core.errors import ConfigError, NotFound
-from ..core.messages import Message
-from ..core.session import ChatSession
-from ..core.store import ConversationInfo, Store
-from ..core.tokens import TokenCounter
-from ..settings import Settings, build_backend, build_session
+from ...core.backend import ChatBackend, Chunk, GenerationParams
+from ...core.errors import ConfigError, NotFound
+from ...core.messages import Message
+from ...core.session import ChatSession
+from ...core.store import ConversationInfo, Store
+from ...core.tokens import TokenCounter
+from ...settings import Settings, build_backend, build_session
 
 __all__ = [
     "BackendFactory",

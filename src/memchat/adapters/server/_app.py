@@ -19,14 +19,13 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from ..core.keys import KeyStore
-from ..core.messages import Message
-from ..core.store import Store
-from ..settings import Settings, build_backend, build_session, load_settings
-from ._server_auth import Auth
-from ._server_body import ServerLimits
-from ._server_secrets import Scrubber, scrub_logs
-from .server import build_server
+from ...core.keys import KeyStore
+from ...core.messages import Message
+from ...core.store import Store
+from ...settings import Settings, build_backend, build_session, load_settings
+from . import build_server
+from ._auth import Auth, Scrubber, scrub_logs
+from ._request import ServerLimits
 
 __all__ = ["ENV", "ServeOptions", "app_from_environ", "build_app"]
 
@@ -85,7 +84,7 @@ def build_app(
 
 def app_from_environ() -> Starlette:
     """uvicorn's factory in each worker process."""
-    from ..storage import open_store
+    from ...storage import open_store
 
     options = ServeOptions.from_env(os.environ[ENV])
     settings = load_settings(options.flags)

@@ -28,7 +28,7 @@ from typing import Any
 
 from starlette.responses import JSONResponse
 
-from ..core.errors import (
+from ...core.errors import (
     AlreadyExists,
     AuthError,
     BackendTimeout,
@@ -101,7 +101,7 @@ def api_error(exc: MemchatError) -> ApiError:
 def error_response(
     error: ApiError | MemchatError, scrub: Callable[[str], str] = str
 ) -> JSONResponse:
-    """The JSON answer; ``scrub`` cleans the message (``_server_secrets``: no key in it)."""
+    """The JSON answer; ``scrub`` cleans the message (``_auth``: no key in it)."""
     if isinstance(error, MemchatError):
         error = api_error(error)
     body = replace(error, message=scrub(error.message)).body()

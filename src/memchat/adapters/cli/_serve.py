@@ -5,7 +5,7 @@ Without any, the server starts only on a loopback address, unless ``--no-auth`` 
 everyone (``--no-auth`` also ignores keys that exist).
 
 Workers: ``--workers N`` runs N processes (uvicorn's; the app is built in each by
-``_server_app.app_from_environ``). They share one history only through PostgreSQL, which
+``server._app.app_from_environ``). They share one history only through PostgreSQL, which
 also serialises each conversation's turns across them. On SQLite or the memory store the
 server says so and runs one process: SQLite is the single-process default, and a memory store
 is one per process.
@@ -19,15 +19,15 @@ from typing import Any
 
 import click
 
-from ..core.errors import ConfigError
-from ..core.keys import KeyStore
-from ..core.store import ConversationLocks, Store
-from ..settings import Settings
-from ._cli_common import App, settings_options
+from ...core.errors import ConfigError
+from ...core.keys import KeyStore
+from ...core.store import ConversationLocks, Store
+from ...settings import Settings
+from ._common import App, settings_options
 
 __all__ = ["serve"]
 
-FACTORY = "memchat.adapters._server_app:app_from_environ"
+FACTORY = "memchat.adapters.server._app:app_from_environ"
 
 
 def is_loopback(host: str) -> bool:
@@ -130,8 +130,8 @@ def serve(app: App, /, host: str, port: int, keys: str | None, max_body_bytes: i
     try:
         import uvicorn
 
-        from ._server_app import ENV, ServeOptions, build_app, secrets_of
-        from ._server_secrets import Scrubber, scrub_logs
+        from ..server._app import ENV, ServeOptions, build_app, secrets_of
+        from ..server._auth import Scrubber, scrub_logs
     except ImportError as exc:
         raise ConfigError(
             f'the server is not installed ({exc}): pip install "memchat[server]"'

@@ -8,13 +8,13 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from ..core.explain import explain
-from ..core.memory import Budget, Context
-from ..core.messages import Message
-from ..core.meter import MeterReading
-from ..core.store import ConversationInfo
-from ..core.tokens import TokenCounter, message_tokens
-from ..settings import Settings
+from ...core.explain import explain
+from ...core.memory import Budget, Context
+from ...core.messages import Message
+from ...core.meter import MeterReading
+from ...core.store import ConversationInfo
+from ...core.tokens import TokenCounter, message_tokens
+from ...settings import Settings
 
 __all__ = [
     "context_table",

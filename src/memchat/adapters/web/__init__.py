@@ -1,4 +1,4 @@
-"""The Gradio web app: layout and event wiring only (the handlers live in ``_web_*`` modules).
+"""The Gradio web app: layout and event wiring only (the handlers live in its private modules).
 
 ``build_app(settings)`` returns a ``gr.Blocks``; ``launch(settings)`` serves it (``memchat web``).
 Each app has its own ``Registry`` of sessions keyed by (owner, conversation); nothing is shared
@@ -17,13 +17,13 @@ from typing import Any
 
 import gradio as gr
 
-from ..core.store import Store
-from ..settings import Settings
-from ..strategies import STRATEGY_NAMES
-from ._web_chat import ChatHandlers
-from ._web_side import SideHandlers
-from ._web_state import BackendFactory, Prefs, Registry, check_login, parse_users, stable_secret
-from ._web_style import CSS, theme
+from ...core.store import Store
+from ...settings import Settings
+from ...strategies import STRATEGY_NAMES
+from ._chat import ChatHandlers
+from ._side import SideHandlers
+from ._state import BackendFactory, Prefs, Registry, check_login, parse_users, stable_secret
+from ._style import CSS, theme
 
 __all__ = ["build_app", "launch"]
 
@@ -46,7 +46,7 @@ class Page(ChatHandlers, SideHandlers):
 
 
 def _open_store(settings: Settings) -> Store:
-    from ..storage import open_store
+    from ...storage import open_store
 
     return open_store(settings.store_url if settings.persistent else "memory:")
 

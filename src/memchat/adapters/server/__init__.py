@@ -5,29 +5,29 @@
     POST /v1/tokenize/count     the count only
     GET  /v1/models             the one model this server runs
     /v1/responses…              the Responses API: create (JSON or SSE), get, delete
-                                (``_server_responses``)
-    GET  /openapi.json          the OpenAPI 3.1 document of these routes (``_server_openapi``)
+                                (``_responses``)
+    GET  /openapi.json          the OpenAPI 3.1 document of these routes (``_openapi``)
     /v1/conversations…          create, list, get, rename, delete, fork; messages, pin, forget;
-                                the last turn's context (``_server_conv_api``)
+                                the last turn's context (``_conversations``)
 
 Stateless by default: the client's messages are the history (untrusted: roles, content and
 sizes are checked) and memchat's strategy trims them to the budget. Stateful when the request
 names a conversation (header ``X-Memchat-Conversation`` or body field ``conversation``): the
 server keeps the history, the client sends only the new user message, and memory (trimming,
 summary, recall) applies. ``conversation: "new"`` starts one with an id the server picks; an id
-that does not exist yet is created on first use (``_server_conversations``); the id comes back
+that does not exist yet is created on first use (``_conversations``); the id comes back
 in the same header. Each turn is built from the stored conversation as it is now, and turns of
-one conversation are serialised across worker processes too (``_server_sessions``).
+one conversation are serialised across worker processes too (``_sessions``).
 
-Request parameters are honoured or refused as ``_server_params`` lists (never silently
-dropped); the limits of one request are ``ServerLimits`` (``_server_body``). Turns run
-concurrently, each on its own worker thread (``_server_turn``); one conversation runs one turn
-at a time, and a second request for it meanwhile is a 409 (``_server_sessions``). Only the
+Request parameters are honoured or refused as ``_request`` lists (never silently
+dropped); the limits of one request are ``ServerLimits`` (``_request``). Turns run
+concurrently, each on its own worker thread (``_turn``); one conversation runs one turn
+at a time, and a second request for it meanwhile is a 409 (``_sessions``). Only the
 embedded model serialises, on its own lock, because it decodes one reply at a time.
 
-Keys (``_server_auth``): with any key in the store or in ``keys``, requests need
+Keys (``_auth``): with any key in the store or in ``keys``, requests need
 ``Authorization: Bearer <key>``, and each key sees only its own conversations. Every error is
-OpenAI-shaped JSON (``_server_errors``) with every known secret scrubbed (``_server_secrets``).
+OpenAI-shaped JSON (``_errors``) with every known secret scrubbed (``_auth``).
 """
 
 from __future__ import annotations
@@ -44,23 +44,20 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ..core.errors import ConfigError, MemchatError
-from ..core.messages import Message
-from ..core.session import ChatSession
-from ..core.store import Store
-from ..core.tokens import TokenCounter, prompt_tokens
-from ..tokenizers import token_ids
-from ._server_auth import Auth
-from ._server_body import ServerLimits, read_json
-from ._server_conv_api import ConversationsApi
-from ._server_conversations import Conversations
-from ._server_errors import ApiError, error_response
-from ._server_openapi import openapi
-from ._server_params import ChatRequest, parse_chat, parse_tokenize
-from ._server_responses import get_or_delete, open_turn, parse_responses
-from ._server_secrets import Scrubber
-from ._server_sessions import Hold, Sessions
-from ._server_turn import Turn
+from ...core.errors import ConfigError, MemchatError
+from ...core.messages import Message
+from ...core.session import ChatSession
+from ...core.store import Store
+from ...core.tokens import TokenCounter, prompt_tokens
+from ...tokenizers import token_ids
+from ._auth import Auth, Scrubber
+from ._conversations import Conversations, ConversationsApi
+from ._errors import ApiError, error_response
+from ._openapi import openapi
+from ._request import ChatRequest, ServerLimits, parse_chat, parse_tokenize, read_json
+from ._responses import get_or_delete, open_turn, parse_responses
+from ._sessions import Hold, Sessions
+from ._turn import Turn
 
 __all__ = ["HEADER", "ServerLimits", "build_server"]
 
