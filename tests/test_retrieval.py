@@ -17,6 +17,7 @@ from memchat.retrieval import (
     default_embedder,
     reciprocal_rank_fusion,
 )
+from memchat.retrieval.lexical import without_names
 from memchat.storage import InMemoryStore
 from memchat.strategies import STRATEGY_NAMES, make_strategy
 
@@ -130,6 +131,35 @@ def test_feedback_moves_the_query_toward_its_best_hits() -> None:
     plain, moved = ranks(0.0), ranks(1.0)
     assert plain[0] == moved[0] == "m0"
     assert moved.index("m2") < plain.index("m2")
+
+
+def test_without_names_drops_unknown_and_participant_names_only() -> None:
+    counts = {"kate": 40, "galveston": 2, "paola": 0, "will": None}
+    seen = lambda word: counts.get(word.lower())  # noqa: E731
+    assert (
+        without_names("What is Kate's job in Galveston?", seen, 100, 0.03)
+        == "What is job in Galveston?"
+    )
+    # unknown to the conversation: dropped; the first word of a sentence and "I": kept
+    assert without_names("Kate said Paola left. Galveston? I", seen, 100, 0.03) == (
+        "Kate said left. Galveston? I"
+    )
+    assert without_names("When Will met Paola", seen, 100, 0.03) == "When Will met"
+    assert without_names("Paola", seen, 100, 0.03) == "Paola"  # nothing left: unchanged
+
+
+def test_dense_query_leaves_out_names_the_chat_never_mentions() -> None:
+    docs = ["hi kate, how was the job?", "my sister moved to lisbon", "hello kate!"]
+    rounds = [(Message("user", d, id=f"m{i}"),) for i, d in enumerate(docs)]
+    index = ConversationIndex(embedder=Lexicon(), names=0.5)
+    index.sync(rounds)
+    assert index.dense_query("Where did Kate's sister move to Lisbon?") == (
+        "Where did sister move to Lisbon?"
+    )
+    assert index.dense_query("What does Marta think of Lisbon?") == "What does think of Lisbon?"
+    off = ConversationIndex(embedder=Lexicon(), names=0.0)
+    off.sync(rounds)
+    assert off.dense_query("What does Marta think?") == "What does Marta think?"
 
 
 def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch) -> None:

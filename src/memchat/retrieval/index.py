@@ -31,7 +31,7 @@ from ..core.messages import Message
 from ..core.store import Store
 from .embedder import OnnxEmbedder, default_embedder, require
 from .fusion import reciprocal_rank_fusion
-from .lexical import Bm25Index
+from .lexical import Bm25Index, without_names
 from .vectors import VectorIndex
 from .when import Named, day_keys, named_dates
 
@@ -48,6 +48,10 @@ DATE_BOOST = 1.0  # a message of a day the query names gains this x the best fus
 # toward distractor facts about other people) and doubled the dense search time.
 FEEDBACK = 0.0  # weight of the best first-pass hits' mean vector added to the query's
 FEEDBACK_M = 5  # ... the hits averaged
+# Names the conversation never mentions, or that at least this share of its messages mention
+# (the participants'), are left out of the dense query (lexical.without_names): on the real
+# chats +0.046 at 1,000 tokens (docs/benchmarks.md, abl:keep-names)
+NAME_SHARE = 0.03
 
 
 def context_text(previous: Message | None, message: Message) -> str:
@@ -61,7 +65,8 @@ class ConversationIndex:
     ``mode``: "bm25" (lexical), "embed" (dense) or "hybrid" (both). Each ranking contributes its
     top ``depth``, fused with ``weights`` (BM25, message, message with the one before it);
     ``neighbour`` and ``date_boost`` are the raises described above, ``feedback`` (weight) and
-    ``feedback_m`` (hits) the second dense pass (0 turns one off).
+    ``feedback_m`` (hits) the second dense pass (0 turns one off); ``names`` the share of
+    messages from which a name counts as a participant's (``dense_query``; 0 keeps every name).
     ``progress(done, total)``, when set, is called while a backlog is embedded
     (a resumed or imported conversation), for a progress bar.
     """
@@ -80,6 +85,7 @@ class ConversationIndex:
         weights: tuple[float, float, float] = (1.0, 1.0, 1.0),
         feedback: float = FEEDBACK,
         feedback_m: int = FEEDBACK_M,
+        names: float = NAME_SHARE,
     ) -> None:
         if mode not in RETRIEVAL_MODES:
             raise ConfigError(
@@ -87,7 +93,7 @@ class ConversationIndex:
             )
         self.mode, self.depth, self.rrf_k, self.neighbour = mode, depth, rrf_k, neighbour
         self.date_boost, self.weights = date_boost, weights
-        self.feedback, self.feedback_m = feedback, feedback_m
+        self.feedback, self.feedback_m, self.names = feedback, feedback_m, names
         self.embedder = None
         if mode != "bm25":
             self.embedder = embedder or default_embedder()
@@ -220,7 +226,9 @@ class ConversationIndex:
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         """The ``k`` best messages for ``query``: (message id, score), best first."""
         lexical = self.bm25.search(query, self.depth) if self.bm25 is not None else None
-        vector = self.embedder.embed([query])[0] if self.embedder is not None else None
+        vector = None
+        if self.embedder is not None:
+            vector = self.embedder.embed([self.dense_query(query)])[0]
         fused = self._fuse(lexical, vector)
         if self.feedback and vector is not None and self.vectors is not None and fused:
             # pseudo-relevance feedback: the query moves toward its best first-pass hits
@@ -231,6 +239,13 @@ class ConversationIndex:
                 fused = self._fuse(lexical, moved / max(float((moved**2).sum()) ** 0.5, 1e-9))
         fused = self._dates(query, fused)
         return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
+
+    def dense_query(self, query: str) -> str:
+        """What the embedding ranks for ``query``: without the names ``without_names`` drops
+        (when ``names`` is set and there is a lexical index to count them in)."""
+        if not self.names or self.bm25 is None or not len(self.bm25):
+            return query
+        return without_names(query, self.bm25.frequency, len(self.bm25), self.names)
 
     def _fuse(self, lexical: list[tuple[str, float]] | None, vector: Any) -> dict[str, float]:
         rankings, weights = [], []

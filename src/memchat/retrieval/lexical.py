@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from .embedder import require
 
-__all__ = ["Bm25Index", "tokenize"]
+__all__ = ["Bm25Index", "tokenize", "without_names"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -31,6 +31,37 @@ def tokenize(text: str, stemmer: Any = None, stopwords: frozenset[str] = frozens
     """Lower-cased words without stopwords, Snowball-stemmed."""
     words = [w for w in _WORD.findall(text.lower()) if w not in stopwords]
     return list(stemmer.stemWords(words)) if stemmer is not None else words
+
+
+_EDGE = "\"'“”‘’()[]{},;:.!?"
+_POSSESSIVE = ("'s", "’s")
+
+
+def without_names(
+    query: str, frequency: Callable[[str], int | None], total: int, share: float
+) -> str:
+    """``query`` without the names that mislead a dense ranking.
+
+    A name here is a capitalised word that does not start a sentence (and is not "I"). It is
+    dropped when no indexed message contains it (it cannot match anything, but it pulls the
+    query's embedding toward unrelated messages) or when at least ``share`` of the ``total``
+    messages do: the participants, greeted by name in message after message, while what they
+    said about themselves ("I love skiing") never names them. ``frequency(word)`` is the number
+    of messages containing the word, or None when that cannot be told (a stopword).
+    """
+    kept, start = [], True
+    for word in query.split():
+        core = word.strip(_EDGE)
+        for ending in _POSSESSIVE:
+            core = core.removesuffix(ending)
+        if not start and core[:1].isupper() and core != "I":
+            seen = frequency(core)
+            if seen is not None and (seen == 0 or seen >= share * total):
+                start = word.endswith((".", "?", "!"))
+                continue
+        kept.append(word)
+        start = word.endswith((".", "?", "!"))
+    return " ".join(kept) if kept else query
 
 
 class Bm25Index:
@@ -66,6 +97,11 @@ class Bm25Index:
             self.total_len += len(tokens)
         if len(self.docs) - self.built >= max(self.min_rebuild, len(self.docs) // 8):
             self.rebuild()
+
+    def frequency(self, word: str) -> int | None:
+        """How many live documents contain ``word`` (None for a stopword or a non-word)."""
+        terms = tokenize(word, self._stem, self._stop)
+        return self.df[terms[0]] if len(terms) == 1 else None
 
     def remove(self, keys: set[str]) -> None:
         for i, key in enumerate(self.keys):
