@@ -33,6 +33,12 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"weights": (1.0, 1.0, 0.0)},
     ),
     "abl:no-dates": ("no raise for the day a question names", {}, {"date_boost": 0.0}),
+    "abl:keep-names": (
+        "the dense query keeps every name (default: names the chat never mentions or that are "
+        "in >= 3 % of its messages are left out)",
+        {},
+        {"names": 0.0},
+    ),
     "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
     "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
     "abl:feedback": (

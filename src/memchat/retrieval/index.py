@@ -31,7 +31,7 @@ from ..core.messages import Message
 from ..core.store import Store
 from .embedder import OnnxEmbedder, default_embedder, require
 from .fusion import reciprocal_rank_fusion
-from .lexical import Bm25Index, without_names
+from .lexical import Bm25Index, names, without_names
 from .vectors import VectorIndex
 from .when import Named, day_keys, named_dates
 
@@ -48,10 +48,13 @@ DATE_BOOST = 1.0  # a message of a day the query names gains this x the best fus
 # toward distractor facts about other people) and doubled the dense search time.
 FEEDBACK = 0.0  # weight of the best first-pass hits' mean vector added to the query's
 FEEDBACK_M = 5  # ... the hits averaged
-# Names the conversation never mentions, or that at least this share of its messages mention
-# (the participants'), are left out of the dense query (lexical.without_names): on the real
-# chats +0.046 at 1,000 tokens (docs/benchmarks.md, abl:keep-names)
+# The dense query leaves out the names the conversation never mentions and the participants'
+# (``ConversationIndex.noise_name``): on the real chats +0.049 at 1,000 tokens
+# (docs/benchmarks.md, abl:keep-names). A participant's name is in at least this share of the
+# messages and named by one side far more than by the other (greeted by name, while what they
+# say about themselves never names them); a topic both sides talk about is kept.
 NAME_SHARE = 0.03
+NAME_SIDES = 3.0  # ... at least this many times as often by one role as by the other
 
 
 def context_text(previous: Message | None, message: Message) -> str:
@@ -111,6 +114,9 @@ class ConversationIndex:
         self._next: dict[str, str] = {}
         self._tail: Message | None = None
         self._dated: dict[Named, list[str]] = {}
+        self._cased: dict[str, tuple[str, frozenset[str]]] = {}  # id -> role, its names
+        self._named: dict[tuple[str, str], int] = {}  # (name, role) -> messages naming it
+        self._roles: dict[str, int] = {}  # role -> messages indexed
         self._stored: dict[str, bytes] = {}
         self._stale: set[str] = set()
         self._full_scan = False
@@ -173,6 +179,7 @@ class ConversationIndex:
             for _, m in items:
                 for when in day_keys(m.created_at):
                     self._dated.setdefault(when, []).append(m.id)
+                self._count_names(m.id, m.role, frozenset(n.lower() for n in names(m.content)))
         for a, b in zip(messages, messages[1:], strict=False):
             self._prev[b.id], self._next[a.id] = a.id, b.id
         if messages:
@@ -221,6 +228,9 @@ class ConversationIndex:
                 index.remove(drop)
         self._keys -= drop
         self._stale |= drop
+        for key in drop & self._cased.keys():
+            role, cased = self._cased.pop(key)
+            self._count_names(key, role, cased, -1)
         self._full_scan = True
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -241,11 +251,32 @@ class ConversationIndex:
         return sorted(self._smooth(fused).items(), key=lambda item: -item[1])[:k]
 
     def dense_query(self, query: str) -> str:
-        """What the embedding ranks for ``query``: without the names ``without_names`` drops
-        (when ``names`` is set and there is a lexical index to count them in)."""
+        """What the embedding ranks for ``query``: without its ``noise_name`` names (when
+        ``names`` is set and there is a lexical index to count them in)."""
         if not self.names or self.bm25 is None or not len(self.bm25):
             return query
-        return without_names(query, self.bm25.frequency, len(self.bm25), self.names)
+        return without_names(query, self.noise_name)
+
+    def noise_name(self, name: str) -> bool:
+        """Whether ``name`` only misleads a dense ranking: no indexed message contains it (it
+        pulls the query's embedding toward unrelated messages), or it is a participant's."""
+        assert self.bm25 is not None
+        seen = self.bm25.frequency(name)
+        if seen is None or seen == 0:
+            return seen == 0
+        if seen < self.names * len(self.bm25):
+            return False
+        shares = sorted(
+            self._named.get((name.lower(), role), 0) / count for role, count in self._roles.items()
+        )
+        return len(shares) > 1 and shares[-1] >= NAME_SIDES * shares[0]
+
+    def _count_names(self, key: str, role: str, cased: frozenset[str], step: int = 1) -> None:
+        if step > 0:
+            self._cased[key] = (role, cased)
+        _bump(self._roles, role, step)
+        for name in cased:
+            _bump(self._named, (name, role), step)
 
     def _fuse(self, lexical: list[tuple[str, float]] | None, vector: Any) -> dict[str, float]:
         rankings, weights = [], []
@@ -286,3 +317,9 @@ class ConversationIndex:
         for key, gain in gains.items():
             out[key] = out.get(key, 0.0) + gain
         return out
+
+
+def _bump(counts: dict[Any, int], key: Any, step: int) -> None:
+    counts[key] = count = counts.get(key, 0) + step
+    if not count:
+        del counts[key]

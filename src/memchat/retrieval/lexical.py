@@ -18,7 +18,7 @@ from typing import Any
 
 from .embedder import require
 
-__all__ = ["Bm25Index", "tokenize", "without_names"]
+__all__ = ["Bm25Index", "names", "tokenize", "without_names"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -37,31 +37,35 @@ _EDGE = "\"'“”‘’()[]{},;:.!?"
 _POSSESSIVE = ("'s", "’s")
 
 
-def without_names(
-    query: str, frequency: Callable[[str], int | None], total: int, share: float
-) -> str:
-    """``query`` without the names that mislead a dense ranking.
+def names(text: str) -> list[str]:
+    """The capitalised words of ``text`` that do not start a sentence (nor "I"), without a
+    possessive "'s": the words that may be names."""
+    found, start = [], True
+    for word in text.split():
+        core = _core(word)
+        if not start and core[:1].isupper() and core != "I":
+            found.append(core)
+        start = word.endswith((".", "?", "!"))
+    return found
 
-    A name here is a capitalised word that does not start a sentence (and is not "I"). It is
-    dropped when no indexed message contains it (it cannot match anything, but it pulls the
-    query's embedding toward unrelated messages) or when at least ``share`` of the ``total``
-    messages do: the participants, greeted by name in message after message, while what they
-    said about themselves ("I love skiing") never names them. ``frequency(word)`` is the number
-    of messages containing the word, or None when that cannot be told (a stopword).
-    """
+
+def without_names(query: str, drop: Callable[[str], bool]) -> str:
+    """``query`` without the names (see ``names``) for which ``drop`` is true; unchanged if
+    nothing would be left."""
     kept, start = [], True
     for word in query.split():
-        core = word.strip(_EDGE)
-        for ending in _POSSESSIVE:
-            core = core.removesuffix(ending)
-        if not start and core[:1].isupper() and core != "I":
-            seen = frequency(core)
-            if seen is not None and (seen == 0 or seen >= share * total):
-                start = word.endswith((".", "?", "!"))
-                continue
-        kept.append(word)
+        core = _core(word)
+        if start or not core[:1].isupper() or core == "I" or not drop(core):
+            kept.append(word)
         start = word.endswith((".", "?", "!"))
     return " ".join(kept) if kept else query
+
+
+def _core(word: str) -> str:
+    core = word.strip(_EDGE)
+    for ending in _POSSESSIVE:
+        core = core.removesuffix(ending)
+    return core
 
 
 class Bm25Index:
