@@ -153,10 +153,27 @@ def scrub_logs(scrub: Scrubber) -> None:
             text = record.getMessage()
         except Exception:  # noqa: BLE001 - a bad format string is logging's to report
             return record
-        record.msg, record.args = scrub(text), None
+        if scrub(text) != text:
+            _scrub_record(record, text, scrub)
         if record.exc_info:
             record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return record
 
     logging.setLogRecordFactory(factory)
+
+
+def _scrub_record(record: logging.LogRecord, text: str, scrub: Scrubber) -> None:
+    """Scrub the record's format and arguments, keeping them apart where that is enough:
+    formatters that read ``args`` themselves (uvicorn's access log) fail on ``None``."""
+    if isinstance(record.args, tuple) and isinstance(record.msg, str):
+        args = record.args
+        record.msg = scrub(record.msg)
+        record.args = tuple(scrub(a) if isinstance(a, str) else a for a in args)
+        try:
+            kept = record.getMessage()
+            if scrub(kept) == kept:
+                return
+        except Exception:  # noqa: BLE001 - then the whole text, formatted once, below
+            pass
+    record.msg, record.args = scrub(text), None
