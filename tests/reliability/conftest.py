@@ -13,7 +13,6 @@ provider's default retries): ``scale(fast, soak)`` picks the size.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import sqlite3
 import subprocess
@@ -44,6 +43,25 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def scale(fast: int, soak: int) -> int:
     return soak if SOAK else fast
+
+
+REPORT: list[str] = []  # measurements, printed at the end of the run (docs/reliability.md)
+
+
+def report(line: str) -> None:
+    REPORT.append(line)
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if REPORT:
+        terminalreporter.section(f"reliability measurements ({'soak' if SOAK else 'fast'})")
+        for line in REPORT:
+            terminalreporter.write_line(line)
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))]
 
 
 def hermetic_env(home: Path, **extra: str) -> dict[str, str]:
@@ -122,8 +140,10 @@ def served(upstream: FaultyUpstream, home: Path) -> Iterator[Served]:
 class WebProcess:
     """A real ``memchat web`` on a free port (its own process) and its SQLite file."""
 
-    def __init__(self, args: Sequence[str], env: Mapping[str, str], db: Path) -> None:
-        self.port = free_port()
+    def __init__(
+        self, args: Sequence[str], env: Mapping[str, str], db: Path, port: int | None = None
+    ) -> None:
+        self.port = port or free_port()  # a restart keeps it: browser storage is per origin
         self.db = db
         self.args = [
             sys.executable,
@@ -200,15 +220,6 @@ def web_app(upstream: FaultyUpstream, home: Path) -> Iterator[WebProcess]:
         yield w
 
 
-LOGGING_ERROR = re.compile(r"--- Logging error ---\n.*?\nArguments: [^\n]*\n", re.S)
-
-
 def no_traceback(*texts: Any) -> None:
     for text in texts:
         assert "Traceback" not in str(text), text
-
-
-def server_log(log: str) -> str:
-    """A ``memchat serve`` log without uvicorn's access lines that logging could not format
-    (the open hole ``test_secrets.py::test_the_access_log_survives_the_scrubber`` pins)."""
-    return LOGGING_ERROR.sub("", log)

@@ -39,7 +39,6 @@ from .conftest import (
     no_traceback,
     provider_flags,
     run_cli,
-    server_log,
 )
 from .upstream import FAULTS, REPLY, TIMEOUT, Fault, FaultyUpstream
 
@@ -300,7 +299,7 @@ def server_face(up: FaultyUpstream, served: Served, stream: bool) -> dict[str, A
         return Outcome(completed, shown, before, server_turns(served, cid), text)
 
     results = run_matrix(up, f"server-{'sse' if stream else 'json'}", run)
-    no_traceback(server_log(served.log()))
+    no_traceback(served.log())
     return results
 
 

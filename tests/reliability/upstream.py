@@ -16,6 +16,7 @@ import socket
 import struct
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,7 +64,10 @@ class _Handler(openai_stub._Handler):
         with stub.lock:
             stub.arrivals.setdefault(case, []).append(time.monotonic())
             script = stub.scripts.get(case)
-            scripted = script.popleft() if script else stub.default
+            if script:
+                scripted = script.popleft()
+            else:
+                scripted = stub.reply_for(case) if stub.reply_for and case else stub.default
         try:
             time.sleep(scripted.latency)
             self._answer(scripted, body or {})
@@ -79,13 +83,15 @@ class _Handler(openai_stub._Handler):
 
 class FaultyUpstream(OpenAIStub):
     """The stub; ``script(case, *answers)`` makes requests tagged ``[case NAME]`` get
-    ``answers`` in turn (then ``default``); ``arrivals[case]`` are their arrival times."""
+    ``answers`` in turn (then ``reply_for(NAME)`` if set, else ``default``); ``arrivals[case]``
+    are their arrival times."""
 
     def __init__(self) -> None:
         super().__init__()
         self._server.RequestHandlerClass = _Handler
         self.scripts: dict[str, deque[Scripted]] = {}
         self.arrivals: dict[str, list[float]] = {}
+        self.reply_for: Callable[[str], Scripted] | None = None
 
     def script(self, case: str, *answers: Scripted) -> None:
         with self.lock:
