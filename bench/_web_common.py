@@ -87,7 +87,7 @@ def free_port() -> int:
 
 def library_turn(backend: Timed, settings: Any, store: Any, cid: str) -> dict:
     """Send ``PROMPT`` through ``ChatSession`` on stored conversation ``cid``; time it."""
-    from memchat.settings import build_session
+    from memchat.wiring import build_session
 
     session = build_session(settings, store=store, conversation_id=cid, backend=backend)
     start = time.perf_counter()

@@ -50,8 +50,9 @@ from bench._web_common import (  # noqa: E402
 )
 from memchat.backends.fake import ScriptedBackend  # noqa: E402
 from memchat.core.backend import ChatBackend  # noqa: E402
-from memchat.settings import build_backend, build_session, load_settings  # noqa: E402
+from memchat.settings import load_settings  # noqa: E402
 from memchat.storage import SQLiteStore  # noqa: E402
+from memchat.wiring import build_backend, build_session  # noqa: E402
 
 
 def pick_backend(scripted: bool) -> tuple[ChatBackend, str, dict[str, Any]]:

@@ -1,5 +1,6 @@
-"""The core imports only the standard library; importing memchat does no I/O; the adapters are
-three subpackages that import each other only lazily (the CLI starts the web app and the server)."""
+"""The core imports only the standard library; importing memchat does no I/O; no module of the
+package takes part in an import cycle; the adapters are three subpackages that import each other
+only lazily (the CLI starts the web app and the server)."""
 
 from __future__ import annotations
 
@@ -59,17 +60,78 @@ def test_the_cli_loads_neither_the_web_app_nor_the_server() -> None:
     assert not {m for m in ("gradio", "starlette", "uvicorn") if m in loaded}
 
 
-def _top_level_imports(path: Path) -> set[str]:
-    """Absolute names of the memchat modules ``path`` imports at module level."""
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _imports(path: Path, *, everywhere: bool = False) -> set[str]:
+    """The memchat modules ``path`` imports at module level (with ``everywhere``, also under
+    ``if TYPE_CHECKING:`` and inside functions, the lazy imports); a name imported from a
+    package counts as its submodule when there is one."""
     package = path.parent.relative_to(PACKAGE.parent).parts
+    tree = ast.parse(path.read_text())
+    nodes = ast.walk(tree) if everywhere else iter(tree.body)
     names: set[str] = set()
-    for node in ast.parse(path.read_text()).body:
+    for node in nodes:
         if isinstance(node, ast.ImportFrom):
             base = package[: len(package) - node.level + 1] if node.level else ()
-            names.add(".".join([*base, *filter(None, [node.module])]))
+            module = ".".join([*base, *filter(None, [node.module])])
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
         elif isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-    return {n for n in names if n.startswith("memchat")}
+    return {n for n in names if n in MODULES}
+
+
+def _top_level_imports(path: Path) -> set[str]:
+    return _imports(path)
+
+
+MODULES = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
+
+
+def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module, or with a self-import."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[list[str]] = []
+
+    def visit(node: str) -> None:
+        index[node] = low[node] = len(index)
+        stack.append(node)
+        for nxt in graph[node]:
+            if nxt not in index:
+                visit(nxt)
+                low[node] = min(low[node], low[nxt])
+            elif nxt in stack:
+                low[node] = min(low[node], index[nxt])
+        if low[node] == index[node]:
+            component = []
+            while True:
+                top = stack.pop()
+                component.append(top)
+                if top == node:
+                    break
+            if len(component) > 1 or node in graph[node]:
+                found.append(sorted(component))
+
+    for node in sorted(graph):
+        if node not in index:
+            visit(node)
+    return found
+
+
+def test_no_import_cycle_anywhere_in_the_package() -> None:
+    """Counting every import: module level, ``TYPE_CHECKING`` blocks and lazy ones alike."""
+    graph = {name: _imports(path, everywhere=True) for name, path in MODULES.items()}
+    assert not _cycles(graph)
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"a"}}) == [["a"]]
 
 
 def test_no_face_imports_another_at_module_level() -> None:

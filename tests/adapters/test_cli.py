@@ -17,8 +17,9 @@ from memchat.core.backend import Chunk, GenerationParams
 from memchat.core.errors import BackendUnavailable
 from memchat.core.messages import Message
 from memchat.core.meter import MeterReading
-from memchat.settings import Settings, build_session
+from memchat.settings import Settings
 from memchat.storage import InMemoryStore
+from memchat.wiring import build_session
 
 
 def chat(

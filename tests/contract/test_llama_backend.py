@@ -73,7 +73,8 @@ def test_threads_default_to_every_usable_cpu_and_must_be_positive() -> None:
 
 
 def test_shift_cache_ceiling_and_threads_are_settings(tmp_path: Path) -> None:
-    from memchat.settings import build_backend, load_settings
+    from memchat.settings import load_settings
+    from memchat.wiring import build_backend
 
     env = {"MEMCHAT_HOME": str(tmp_path), "MEMCHAT_KV_SHIFT": "off",
            "MEMCHAT_KV_CACHE_MB": "64", "MEMCHAT_THREADS": "1"}  # fmt: skip

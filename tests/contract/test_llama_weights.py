@@ -17,7 +17,8 @@ from memchat import Message
 from memchat.backends._llama_convert import convert_weights, file_digest, resolve_weights
 from memchat.backends.llama_cpp import LlamaCppBackend, default_model_path
 from memchat.core.errors import ConfigError
-from memchat.settings import build_backend, load_settings
+from memchat.settings import load_settings
+from memchat.wiring import build_backend
 
 SYSTEM = "You are a helpful assistant. Answer in a few words."
 PROMPTS = [

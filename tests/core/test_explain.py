@@ -1,9 +1,9 @@
-"""core.explain: the one classification of a turn's messages that every face renders."""
+"""Context.explain: the one classification of a turn's messages that every face renders."""
 
 from __future__ import annotations
 
 from memchat.core import Context, Message, Recalled
-from memchat.core.explain import RECALL_BLOCK_ID, explain
+from memchat.core.memory import RECALL_BLOCK_ID
 
 
 def test_every_status_in_order_sent_then_left_out() -> None:
@@ -20,7 +20,7 @@ def test_every_status_in_order_sent_then_left_out() -> None:
         summarized=[m["u1"], m["a1"]],
         recalled=[Recalled((m["u3"],), 0.75)],
     )
-    got = [(e.message.id, e.status, e.sent, e.score) for e in explain(ctx)]
+    got = [(e.message.id, e.status, e.sent, e.score) for e in ctx.explain()]
     assert got == [
         ("sys", "system", True, None),
         ("summary-v1", "summary", True, None),
@@ -39,4 +39,4 @@ def test_every_status_in_order_sent_then_left_out() -> None:
 
 def test_a_message_called_recalled_without_recall_is_kept_as_system() -> None:
     odd = Message("system", "x", id=RECALL_BLOCK_ID)
-    assert [e.status for e in explain(Context(messages=[odd]))] == ["system"]
+    assert [e.status for e in Context(messages=[odd]).explain()] == ["system"]

@@ -3,6 +3,8 @@ clear errors, and the builders (backend, session, strategy registry)."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,23 +12,22 @@ import pytest
 from memchat.core.errors import ConfigError
 from memchat.core.memory import CacheAware, RoundWindow, TokenBudget
 from memchat.core.messages import Message
-from memchat.settings import (
-    CountingBackend,
-    Settings,
-    build_backend,
-    build_session,
-    counting_backend,
-    load_settings,
-    mask_secret,
-    token_counter_for,
-)
+from memchat.settings import Settings, load_settings, mask_secret
 from memchat.storage import InMemoryStore
 from memchat.strategies import (
     DEFAULT_STRATEGY,
     LOCAL_DEFAULT_STRATEGY,
     STRATEGY_NAMES,
-    lazy,
+    cache_strategy,
     make_strategy,
+    window_strategy,
+)
+from memchat.wiring import (
+    CountingBackend,
+    build_backend,
+    build_session,
+    counting_backend,
+    token_counter_for,
 )
 
 
@@ -290,16 +291,18 @@ def test_counting_backend_only_counts():
 
 
 # -- strategy registry -----------------------------------------------------------------------
-def test_registry_builds_each_strategy_and_ignores_unneeded_options():
+def test_registry_builds_each_strategy_from_typed_arguments():
     assert {"window", "budget", "cache"} <= set(STRATEGY_NAMES)
     base = ("window", "budget", "cache")
-    made = {name: make_strategy(name, store=None, backend=None, extra=1) for name in base}
+    made = {name: make_strategy(name) for name in base}
     assert isinstance(made["window"], RoundWindow)
     assert isinstance(made["budget"], TokenBudget)
     assert isinstance(made["cache"], CacheAware)
     assert all(made[name].name == name for name in base)
-    assert make_strategy("window", rounds=3).rounds == 3
-    assert make_strategy("cache", low=0.5).low == 0.5
+    assert window_strategy(rounds=3).rounds == 3
+    assert cache_strategy(low=0.5).low == 0.5
+    with pytest.raises(TypeError):
+        make_strategy("window", rounds=3)  # type: ignore[call-arg]  # no option is ignored
 
 
 def test_unknown_strategy_lists_the_valid_ones():
@@ -307,9 +310,13 @@ def test_unknown_strategy_lists_the_valid_ones():
         make_strategy("magic")
 
 
-def test_lazy_factory_imports_on_first_use():
-    factory = lazy("memchat.core.memory:RoundWindow")
-    assert factory(rounds=2) == RoundWindow(2)
+def test_the_registry_imports_the_recall_index_only_when_recall_is_built():
+    code = (
+        "import sys; from memchat.strategies import make_strategy; make_strategy('cache'); "
+        "print('memchat.retrieval' in sys.modules, 'numpy' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
 
 
 def test_the_default_strategy_depends_on_the_backend(tmp_path: Path):
@@ -327,3 +334,23 @@ def test_the_default_strategy_depends_on_the_backend(tmp_path: Path):
         "flag --strategy",
     )
     assert Settings().strategy == "recall-local" and Settings(backend="echo").strategy == "recall"
+
+
+# -- layered overrides (the web page, a server request) -------------------------------------
+def test_an_override_goes_through_the_same_parsers_and_remembers_its_source(tmp_path: Path):
+    env = {"MEMCHAT_HOME": str(tmp_path), "MEMCHAT_BUDGET": "2000"}
+    base = load_settings({"backend": "echo"}, environ=env)
+    page = base.override({"budget": "3000", "reserve": 100, "strategy": "Window"}, "web page")
+    assert (page.budget, page.reserve, page.strategy) == (3000, 100, "window")
+    assert page.source("budget") == page.source("strategy") == "web page"
+    assert page.source("backend") == "flag --backend"
+    assert base.source("budget") == "env MEMCHAT_BUDGET"
+    with pytest.raises(ConfigError, match=r"invalid budget 'lots' \(from web page\)"):
+        base.override({"budget": "lots"}, "web page")
+    with pytest.raises(ConfigError, match=r"reserve 2000 \(from web page\) must be smaller than "
+                       r"budget 2000 \(from env MEMCHAT_BUDGET\)"):  # fmt: skip
+        base.override({"reserve": 2000}, "web page")
+    with pytest.raises(ConfigError, match="unknown setting"):
+        base.override({"colour": "red"}, "server request")
+    back = page.override({"budget": None, "strategy": None}, "web page")
+    assert (back.budget, back.strategy, back.source("budget")) == (None, "recall", "default")

@@ -119,6 +119,14 @@ def test_settings_that_cannot_work_are_not_applied(page: Page) -> None:
     assert "http(s) URL" in out[2]
 
 
+def test_a_budget_refused_from_the_page_cites_the_page(page: Page) -> None:
+    v = visitor(page)
+    for budget in (100_000, 100.5):  # over the model's 4,096-token window; not whole
+        fields = ["echo", "", "", "", "", "cache", budget, None]
+        out = page.apply_settings(v["owner"], v["cid"], v["prefs"], v["browser"], *fields)
+        assert out[0] == v["prefs"] and "Not applied" in out[2] and "from web page" in out[2]
+
+
 def test_pin_and_forget_from_the_inspector(page: Page) -> None:
     v = visitor(page)
     turn(page, v, "remember this")

@@ -13,7 +13,6 @@ from memchat.adapters.web._side import export_file, import_file
 from memchat.adapters.web._state import (
     Prefs,
     Registry,
-    SerialBackend,
     check_login,
     effective_settings,
     owner_for,
@@ -22,7 +21,7 @@ from memchat.adapters.web._state import (
 )
 from memchat.adapters.web._turn import Turn, error_text
 from memchat.backends.fake import ScriptedBackend
-from memchat.core.backend import GenerationParams, Usage
+from memchat.core.backend import Usage
 from memchat.core.errors import (
     AuthError,
     BackendUnavailable,
@@ -123,24 +122,6 @@ def test_the_registry_checks_owners_and_rebuilds_on_new_prefs() -> None:
     assert registry.peek("visitor:a", mine) is None  # least recently used, dropped
 
 
-def test_serial_backend_runs_one_stream_at_a_time() -> None:
-    inner = ScriptedBackend(replies=["aaaa", "bbbb"], chunk_size=1, delay=0.02)
-    backend = SerialBackend(inner)
-    out: list[str] = []
-
-    def read() -> None:
-        for chunk in backend.stream([Message("user", "x")], GenerationParams()):
-            out.append(chunk.text)
-
-    threads = [threading.Thread(target=read) for _ in range(2)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert "".join(out) in ("aaaabbbb", "bbbbaaaa")
-
-
-# -- turns -----------------------------------------------------------------------------------
 def run_turn(session: ChatSession, text: str, stop_after: int | None = None):  # type: ignore[no-untyped-def]
     lock, stop, after_calls = threading.Lock(), threading.Event(), []
     lock.acquire()

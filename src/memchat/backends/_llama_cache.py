@@ -157,9 +157,8 @@ def compact(llama: Any) -> bool:
     """Pack the live cache's cells together again after a shift freed many of them.
 
     Why: llama.cpp attends over every cell up to the highest one in use, freed or not, so after
-    a trim the cache costs what the untrimmed one did (a 35-token read at 1,200 tokens held
-    took 0.48 s, as at 2,000, against 0.37 s packed). Saving the sequence and restoring it
-    writes its cells contiguously (~30 ms at 2,000 tokens). Only call it once a decode has run
+    a trim the cache costs what the untrimmed one did (docs/benchmarks.md, embedded). Saving
+    the sequence and restoring it writes its cells contiguously. Only call it once a decode has run
     since the shift: llama.cpp rotates shifted keys lazily, at the next decode, and a saved
     state does not carry a pending rotation.
     """

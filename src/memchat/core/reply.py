@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from .backend import GenerationParams, Usage
 from .memory import Context
 from .messages import Message
-
-if TYPE_CHECKING:
-    from .session import ChatSession
 
 __all__ = ["Reply", "closing_stream"]
 
@@ -41,16 +37,22 @@ class Reply:
     ``finish_reason`` is the backend's own once the stream has ended: ``"stop"`` (the model
     ended it, or a stop string did) or ``"length"`` (cut at ``max_tokens`` or the context).
     ``params`` are this turn's own generation settings, merged over the session's.
+
+    The session drives the turn through three callables: ``run(reply)`` streams it and commits
+    it at the end, ``upkeep()`` finishes the turn's memory work and returns its notices,
+    ``notice(reply, text)`` tells a notice to the reply and to whoever listens.
     """
 
     def __init__(
         self,
-        session: ChatSession,
         message: Message,
         notices: list[str],
         params: GenerationParams | None = None,
+        *,
+        run: Callable[[Reply], Generator[str, None, None]],
+        upkeep: Callable[[], list[str]],
+        notice: Callable[[Reply, str], None],
     ) -> None:
-        self._session = session
         self.message = message
         self.notices = notices
         self.params = params
@@ -60,7 +62,8 @@ class Reply:
         self.usage: Usage | None = None
         self.context: Context | None = None
         self.done = False
-        self._gen = session._run(self)
+        self._upkeep, self._notice = upkeep, notice
+        self._gen = run(self)
 
     def __iter__(self) -> Iterator[str]:
         return self._gen
@@ -76,6 +79,6 @@ class Reply:
         """Read the whole reply, then finish the turn's memory upkeep; return the text."""
         for _ in self._gen:
             pass
-        for note in self._session._upkeep_notes():
-            self._session._notice(self, note)
+        for note in self._upkeep():
+            self._notice(self, note)
         return self.text

@@ -1,4 +1,9 @@
-"""ChatSession: history + memory strategy + backend (+ optional store). Turns are atomic."""
+"""ChatSession: history + memory strategy + backend (+ optional store). Turns are atomic.
+
+The session is given its parts by name: the backend, the strategy, the recall ``index`` it keeps
+in sync with the history, the ``summarizer`` that folds dropped rounds into a summarising
+strategy's summary, the store. ``memchat.wiring.build_session`` builds them from settings.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +15,9 @@ from dataclasses import replace
 from .backend import ChatBackend, GenerationParams, Usage
 from .errors import BackendError, ContextTooLong, UsageError
 from .history import History
-from .memory import Budget, CacheAware, Context, MemoryStrategy
+from .memory import Budget, CacheAware, Context, MemoryStrategy, default_reserve
 from .memory.base import limit_for
-from .memory.recall import RecallMemory, RoundIndex
+from .memory.recall import RoundIndex, index_of, summarizing, will_search
 from .memory.summary import Summarize, Summarizing, backend_summarizer, summary_touched
 from .messages import Message
 from .meter import MeterReading, Price
@@ -33,6 +38,12 @@ class ChatSession:
     """A conversation with memory.
 
     ``send(text)`` returns a ``Reply`` to iterate; ``context_for(text)`` shows what would be sent.
+
+    ``budget`` defaults to the backend's context window (4,096 tokens if it has none) with
+    ``default_reserve`` kept for the reply (a quarter, at most 1,024). ``index`` is the recall
+    index to keep in sync (default: the one a RecallMemory strategy searches); ``summarizer``
+    folds dropped rounds into a summarising strategy's summary (default: the chat backend;
+    ``summarize`` is its older name).
     """
 
     def __init__(
@@ -48,13 +59,18 @@ class ChatSession:
         store: Store | None = None,
         conversation_id: str | None = None,
         price: Price | None = None,
+        index: RoundIndex | None = None,
+        summarizer: Summarize | None = None,
         summarize: Summarize | None = None,
     ) -> None:
         self.backend = backend
         self.counter = counter or backend.token_counter()
-        self.strategy: MemoryStrategy = strategy or CacheAware()
-        window = budget.window if budget else (backend.context_window or DEFAULT_WINDOW)
-        self.budget = budget or Budget(window, min(512, window // 4))
+        self.strategy = strategy or CacheAware()
+        self.index = index if index is not None else index_of(self.strategy)
+        if budget is None:
+            window = backend.context_window or DEFAULT_WINDOW
+            budget = Budget(window, default_reserve(window, backend.context_window))
+        self.budget = budget
         self.params = params or GenerationParams()
         self.store = store
         self.conversation_id = conversation_id
@@ -67,7 +83,7 @@ class ChatSession:
         self.total_cost: float | None = None
         self.on_notice: Callable[[str], None] | None = None
         # folds dropped rounds into the summary of a summarising strategy; never the strategy
-        self.summarize: Summarize = summarize or backend_summarizer(backend)
+        self.summarizer: Summarize = summarizer or summarize or backend_summarizer(backend)
         self._summary_loaded = False
         self._upkeep_due = False  # the last turn's index and summary work has not run yet
 
@@ -79,7 +95,9 @@ class ChatSession:
         ``temperature``, …); each one set overrides the session's ``params`` for this turn only.
         """
         message, notices = self._fit_input(text)
-        return Reply(self, message, notices, params)
+        return Reply(
+            message, notices, params, run=self._run, upkeep=self._upkeep_notes, notice=self._notice
+        )
 
     def ask(self, text: str) -> str:
         """Send and return the whole reply text."""
@@ -170,24 +188,24 @@ class ChatSession:
         self._upkeep_due = True  # done by upkeep(): by the caller, or before the next turn
 
     # -- long-term memory: index and summary upkeep; a failure here never fails the turn ----
-    def _index(self) -> RoundIndex | None:
-        index = getattr(self.strategy, "retriever", None)
-        return index if isinstance(index, RoundIndex) else None
+    @property
+    def strategy(self) -> MemoryStrategy:
+        return self._strategy
 
-    def _will_search(self, budget: Budget) -> bool:
-        """Whether the recall index is needed for a context within ``budget``: RecallMemory
-        sends the conversation as it is while all of it fits, so there is nothing to embed
-        (a stateless request's whole history). The backlog is indexed at the first turn that
-        overflows; a session's upkeep still indexes each new round after its reply."""
-        if not isinstance(self.strategy, RecallMemory):
-            return True
-        history = self.history
-        return history.total_tokens + history.overhead > budget.available
+    @strategy.setter
+    def strategy(self, strategy: MemoryStrategy) -> None:
+        self._strategy = strategy
+        self._summarizing: Summarizing | None = summarizing(strategy)
+
+    def _set_summary(self, record: SummaryRecord | None) -> None:
+        if self._summarizing is not None:
+            self.strategy = self._summarizing.with_summary(record)
 
     def _sync_index(self, budget: Budget) -> None:
-        """Before a retry on a smaller budget: index what the search may now need."""
-        index = self._index()
-        if index is not None and self._will_search(budget):
+        """Before a retry on a smaller budget: index what the search may now need (the
+        backlog is indexed at the first turn that overflows; upkeep indexes each new round)."""
+        index = self.index
+        if index is not None and will_search(self.strategy, self.history, budget):
             try:
                 index.sync(self.history.rounds[:-1])
             except Exception as exc:  # noqa: BLE001 - memory is best effort
@@ -196,18 +214,17 @@ class ChatSession:
     def _prepare_memory(self) -> list[str]:
         """Before a context is chosen: index old rounds, load the stored summary."""
         notes: list[str] = []
-        index = self._index()
+        index = self.index
         try:
             if index is not None:
                 index.attach(self.store, self.conversation_id)
-                if self._will_search(self.budget):
+                if will_search(self.strategy, self.history, self.budget):
                     index.sync(self.history.rounds[:-1])
-            if not self._summary_loaded and isinstance(self.strategy, Summarizing):
+            if not self._summary_loaded and self._summarizing is not None:
                 self._summary_loaded = True
                 store, conversation = self.store, self.conversation_id
-                if self.strategy.summary is None and store is not None and conversation:
-                    record = store.get_summary(conversation)
-                    self.strategy = self.strategy.with_summary(record)
+                if self._summarizing.summary is None and store is not None and conversation:
+                    self._set_summary(store.get_summary(conversation))
         except Exception as exc:  # noqa: BLE001 - memory is best effort; the turn goes on
             log.warning("long-term memory unavailable: %s", exc, exc_info=True)
             notes.append(f"long-term memory unavailable this turn: {exc}")
@@ -237,7 +254,7 @@ class ChatSession:
         return notes
 
     def _after_turn(self, notify: Callable[[str], None]) -> None:
-        index = self._index()
+        index = self.index
         try:
             if index is not None:
                 index.sync(self.history.rounds)
@@ -248,17 +265,14 @@ class ChatSession:
 
     def _fold_summary(self, notify: Callable[[str], None]) -> None:
         """Fold dropped rounds into the summary when enough wait; failures only notify."""
-        strategy = self.strategy
-        if not isinstance(strategy, Summarizing):
-            return
         try:
             for _ in range(MAX_FOLDS):
-                job = strategy.summary_due(self.history, self.budget)
+                strategy = self._summarizing
+                job = strategy.summary_due(self.history, self.budget) if strategy else None
                 if job is None:
                     return
-                text = self.summarize(job.previous, job.messages, job.max_tokens)
-                strategy = strategy.with_summary(self._save_summary(text, job.covers_until))
-                self.strategy = strategy
+                text = self.summarizer(job.previous, job.messages, job.max_tokens)
+                self._set_summary(self._save_summary(text, job.covers_until))
         except Exception as exc:  # noqa: BLE001 - a summary failure must not fail the turn
             log.warning("the summary could not be updated: %s", exc, exc_info=True)
             notify(f"the summary could not be updated ({exc}); it will be retried next turn")
@@ -266,7 +280,7 @@ class ChatSession:
     def _save_summary(self, text: str, covers_until: str) -> SummaryRecord:
         if self.store is not None and self.conversation_id is not None:
             return self.store.save_summary(self.conversation_id, text, covers_until)
-        previous = self.strategy.summary if isinstance(self.strategy, Summarizing) else None
+        previous = self._summarizing.summary if self._summarizing is not None else None
         version = previous.version + 1 if previous else 1
         return SummaryRecord(text, covers_until, version, time.time())
 
@@ -329,11 +343,10 @@ class ChatSession:
             self.store.clear_summary(self.conversation_id)
         self.history = History(system, self.counter)
         self.last_context = None
-        index = self._index()
-        if index is not None:
-            index.remove(gone)
-        if isinstance(self.strategy, Summarizing):
-            self.strategy = self.strategy.with_summary(None)
+        if self.index is not None:
+            self.index.remove(gone)
+        if self._summarizing is not None:
+            self._set_summary(None)
             self._summary_loaded = True
 
     def forget(self, message_ids: Sequence[str]) -> None:
@@ -343,8 +356,8 @@ class ChatSession:
         """
         for mid in message_ids:
             self.history.find(mid)
-        strategy = self.strategy
-        touched = isinstance(strategy, Summarizing) and summary_touched(
+        strategy = self._summarizing
+        touched = strategy is not None and summary_touched(
             self.history, strategy.summary, message_ids
         )
         if self.store is not None and self.conversation_id is not None:
@@ -352,11 +365,10 @@ class ChatSession:
             if touched:
                 self.store.clear_summary(self.conversation_id)
         self.history = self.history.copy_without(message_ids)
-        index = self._index()
-        if index is not None:
-            index.remove(message_ids)
-        if touched and isinstance(strategy, Summarizing):
-            self.strategy = strategy.with_summary(None)
+        if self.index is not None:
+            self.index.remove(message_ids)
+        if touched:
+            self._set_summary(None)
             self._fold_summary(self._notify)
 
     def reload(self, messages: Iterable[Message]) -> None:
@@ -365,7 +377,7 @@ class ChatSession:
         The history becomes ``messages``; this session's system prompt stays (a stored one is
         used only when the session has none). Messages the session already had keep their
         token counts (the same id is the same text); the others are counted again, as
-        ``settings.build_session`` does. The recall index drops what is gone and indexes
+        ``memchat.wiring.build_session`` does. The recall index drops what is gone and indexes
         what is new before the next turn; the summary is read again from the store. A pending
         upkeep is dropped: the stored conversation already moved past it.
         """
@@ -379,11 +391,10 @@ class ChatSession:
         gone = set(known) - {m.id for m in fresh}
         self.history = history
         self._upkeep_due = False
-        index = self._index()
-        if index is not None and gone:
-            index.remove(gone)
-        if isinstance(self.strategy, Summarizing):
-            self.strategy = self.strategy.with_summary(None)
+        if self.index is not None and gone:
+            self.index.remove(gone)
+        if self._summarizing is not None:
+            self._set_summary(None)
             self._summary_loaded = False
 
     def undo_last(self) -> str:

@@ -13,7 +13,8 @@ from rich.table import Table
 from ...core.errors import MemchatError, NotFound, UsageError
 from ...core.session import ChatSession, Reply
 from ...core.store import ConversationInfo, Store
-from ...settings import Settings, build_session
+from ...settings import Settings
+from ...wiring import build_session
 from ._common import App, hear_early, one_line, settings_options, untold
 from ._render import context_table, context_totals, messages_table, meter_text, preview
 

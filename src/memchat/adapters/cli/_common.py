@@ -15,6 +15,7 @@ import click
 from rich.console import Console
 from rich.markup import escape
 
+from ...core.backend import ChatBackend
 from ...core.errors import (
     AlreadyExists,
     ConfigError,
@@ -25,7 +26,8 @@ from ...core.errors import (
 )
 from ...core.reply import Reply
 from ...core.store import ConversationInfo, Store
-from ...settings import Settings, build_backend, load_settings
+from ...settings import Settings, load_settings
+from ...wiring import build_backend, build_store
 
 __all__ = [
     "EXIT_BACKEND",
@@ -88,11 +90,12 @@ class App:
     def settings(self, flags: Mapping[str, Any]) -> Settings:
         return load_settings(flags, self.environ)
 
-    def backend(self, settings: Settings) -> Any:
-        backend = (self.make_backend or build_backend)(settings)
-        if getattr(backend, "notice", False) is None:  # the embedded model's first-use notes
-            backend.notice = lambda text: click.echo(text, err=True)
-        return backend
+    def backend(self, settings: Settings) -> ChatBackend:
+        if self.make_backend is not None:
+            made: ChatBackend = self.make_backend(settings)
+            return made
+        # the embedded model's first-use notes (weights converted) go to stderr
+        return build_backend(settings, notice=lambda text: click.echo(text, err=True))
 
     def store(self, settings: Settings) -> Store | None:
         """The configured store, closed when the command ends; None when storage is off."""
@@ -100,10 +103,9 @@ class App:
             return None
         if self.make_store is not None:
             return self.make_store(settings.store_url)
-        from ...storage import open_store
-
-        store: Store = open_store(settings.store_url)
-        click.get_current_context().call_on_close(store.close)
+        store = build_store(settings)
+        if store is not None:
+            click.get_current_context().call_on_close(store.close)
         return store
 
     def require_store(self, settings: Settings) -> Store:

@@ -16,9 +16,10 @@ from ...core.history import group_rounds
 from ...core.messages import Message
 from ...core.store import Store
 from ...core.tokens import TokenCounter, message_tokens
-from ...settings import Settings, token_counter_for
+from ...settings import Settings
 from ...strategies import make_strategy
 from ...transcripts import export_json, export_markdown, read_transcript
+from ...wiring import build_index, token_counter_for
 from ._common import App, find_conversation, settings_options
 from ._render import conversations_table, messages_table
 
@@ -145,7 +146,7 @@ def _counter(app: App, settings: Settings) -> TokenCounter | None:
         if app.make_backend is not None:
             counter: TokenCounter = app.backend(settings).token_counter()
             return counter
-        return token_counter_for(settings)  # type: ignore[no-any-return]
+        return token_counter_for(settings)
     except MemchatError:
         return None
 
@@ -194,12 +195,13 @@ def _embed(
 ) -> None:
     """Embed the imported rounds now when the strategy recalls by embeddings, so the first
     chat turn does not have to. Best effort: the import is already complete."""
+    from ...retrieval import ConversationIndex  # loads nothing heavy until it embeds
+
     try:
-        strategy = make_strategy(settings.strategy, store=store, conversation_id=conv_id)
+        index = build_index(make_strategy(settings.strategy))
     except MemchatError:
         return
-    index = getattr(strategy, "retriever", None)
-    if index is None or getattr(index, "embedder", None) is None:
+    if not isinstance(index, ConversationIndex) or index.embedder is None:
         return
     rounds = group_rounds(messages)[1]
     try:

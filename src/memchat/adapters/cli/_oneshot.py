@@ -12,8 +12,9 @@ from rich.markup import escape
 from ...core.errors import UsageError
 from ...core.messages import Message
 from ...core.store import Store
-from ...settings import Settings, build_session, counting_backend
+from ...settings import Settings
 from ...transcripts import load_transcript
+from ...wiring import build_session, counting_backend
 from ._common import App, find_conversation, hear_early, settings_options, untold
 from ._render import context_table, context_totals, settings_table
 

@@ -8,8 +8,7 @@ from datetime import datetime
 from rich.table import Table
 from rich.text import Text
 
-from ...core.explain import explain
-from ...core.memory import Budget, Context
+from ...core.memory import Budget, Context, Status
 from ...core.messages import Message
 from ...core.meter import MeterReading
 from ...core.store import ConversationInfo
@@ -28,15 +27,17 @@ __all__ = [
 ]
 
 _LEVEL_STYLE = {"ok": "dim", "warn": "bold orange1", "critical": "bold red"}
+QUESTION = "question"  # the CLI's own tag: the message being asked about (``memchat context``)
 _STATUS_STYLE = {
-    "dropped": "dim red",
-    "summarized": "dim magenta",
-    "pinned": "bold yellow",
-    "summary": "magenta",
-    "recalled": "cyan",
-    "question": "bold green",
-    "system": "blue",
+    Status.DROPPED: "dim red",
+    Status.SUMMARIZED: "dim magenta",
+    Status.PINNED: "bold yellow",
+    Status.SUMMARY: "magenta",
+    Status.RECALLED: "cyan",
+    QUESTION: "bold green",
+    Status.SYSTEM: "blue",
 }
+_LEFT_OUT = (Status.DROPPED, Status.SUMMARIZED)
 MAX_DROPPED_ROWS = 20
 
 
@@ -71,7 +72,7 @@ def context_table(
     show_all: bool = False,
 ) -> Table:
     """Every message sent (in order), then what was left out, with token counts and status
-    (``core.explain``; the question being asked shows as ``question``)."""
+    (``Context.explain``; the question being asked shows as ``question``)."""
     table = Table(show_edge=False, pad_edge=False, expand=True)
     table.add_column("#", justify="right", no_wrap=True)
     table.add_column("id", no_wrap=True)
@@ -79,15 +80,15 @@ def context_table(
     table.add_column("tokens", justify="right", no_wrap=True)
     table.add_column("status", no_wrap=True)
     table.add_column("preview", overflow="ellipsis", no_wrap=True, ratio=1)
-    placed = explain(ctx)
+    placed = ctx.explain()
     sent = [p for p in placed if p.sent]
     for n, p in enumerate(sent, start=1):
-        status = "question" if question is not None and p.message is question else p.status
+        status = QUESTION if question is not None and p.message is question else p.status
         _row(table, str(n), p.message, status, counter)
     left = placed[len(sent) :]
     if not show_all and len(left) > MAX_DROPPED_ROWS:
         shown = {p.message.id for p in left[-MAX_DROPPED_ROWS:]}
-        left = [p for p in left if p.message.id in shown or p.status != "dropped"]
+        left = [p for p in left if p.message.id in shown or p.status != Status.DROPPED]
         hidden = len(placed) - len(sent) - len(left)
         table.add_row("", "", "", "", "", Text(f"… {hidden:,} more left out (--all)", "dim"))
     for p in left:
@@ -103,7 +104,7 @@ def _row(table: Table, n: str, m: Message, status: str, counter: TokenCounter) -
         m.role,
         f"{message_tokens(m, counter):,}",
         Text(status, style=style),
-        Text(preview(m.content), style="dim" if status in ("dropped", "summarized") else ""),
+        Text(preview(m.content), style="dim" if status in _LEFT_OUT else ""),
     )
 
 

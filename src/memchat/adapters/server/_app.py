@@ -22,7 +22,8 @@ from starlette.applications import Starlette
 from ...core.keys import KeyStore
 from ...core.messages import Message
 from ...core.store import Store
-from ...settings import Settings, build_backend, build_session, load_settings
+from ...settings import Settings, load_settings
+from ...wiring import build_backend, build_session, build_store
 from . import build_server
 from ._auth import Auth, Scrubber, scrub_logs
 from ._request import ServerLimits
@@ -82,17 +83,17 @@ def build_app(
     )
 
 
+def _to_stderr(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)  # noqa: T201
+
+
 def app_from_environ() -> Starlette:
     """uvicorn's factory in each worker process."""
-    from ...storage import open_store
-
     options = ServeOptions.from_env(os.environ[ENV])
     settings = load_settings(options.flags)
     scrub_logs(Scrubber(secrets_of(settings, options)))
-    backend = build_backend(settings)
-    if getattr(backend, "notice", False) is None:  # the embedded model's first-use notes
-        backend.notice = lambda text: print(text, file=sys.stderr, flush=True)  # noqa: T201
-    store = open_store(settings.store_url) if settings.persistent else None
+    backend = build_backend(settings, notice=_to_stderr)  # the embedded model's first-use notes
+    store = build_store(settings)
 
     def close() -> None:
         if store is not None:

@@ -2,7 +2,7 @@
 
 After each committed stateful turn the server stores a record of its context
 (``Store.put_turn_context``), so any worker can answer, after a restart too. The record keeps
-what was sent (O(what was sent): ids, roles, statuses from ``core.explain``, token counts, and
+what was sent (O(what was sent): ids, roles, statuses from ``Context.explain``, token counts, and
 the text of messages the store does not hold, such as the summary and the recall block), the
 recalled scores, and the date up to which the summary stood in for older messages. What was left
 out is not written each turn (it grows with the whole history): the answer lists it from the
@@ -16,7 +16,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ...core.explain import explain
+from ...core.memory import Status
 from ...core.messages import Message
 from ...core.reply import Reply
 from ...core.session import ChatSession
@@ -36,7 +36,7 @@ def context_record(session: ChatSession, reply: Reply) -> str | None:
     rounds = session.history.rounds
     stored = {m.id for r in rounds for m in r}
     sent = []
-    for placed in explain(ctx):
+    for placed in ctx.explain():
         m = placed.message
         item: dict[str, Any] = {"id": m.id, "role": m.role, "status": placed.status,
                                 "tokens": message_tokens(m, counter)}  # fmt: skip
@@ -118,10 +118,10 @@ def _left_out(record: dict[str, Any], stored: Sequence[Message]) -> list[dict[st
             continue
         item: dict[str, Any] = {"id": m.id, "role": m.role, "tokens": m.tokens}
         if m.id in recalled:
-            item.update(status="recalled", score=recalled[m.id])
+            item.update(status=Status.RECALLED, score=recalled[m.id])
         elif until is not None and m.created_at <= until:
-            item["status"] = "summarized"
+            item["status"] = Status.SUMMARIZED
         else:
-            item["status"] = "dropped"
+            item["status"] = Status.DROPPED
         out.append(item)
     return out

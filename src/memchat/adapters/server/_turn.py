@@ -6,8 +6,8 @@ reply opened by the thread that holds it. Starlette's own streaming moves each `
 whichever pool thread is free, so a thread that holds the model could take another turn. Here
 the reply runs start to end on one thread taken from the server's own limiter
 (``max_concurrent_turns``, not anyio's default pool of 40), and hands its pieces to the event
-loop without waiting for it (``_Handoff``: a blocking thread-to-loop round trip per piece cost
-~0.4 ms of the thread's time each); the pieces ready at once go out in one write.
+loop without waiting for it (``_Handoff``: a blocking thread-to-loop round trip per piece costs
+the thread time on every piece); the pieces ready at once go out in one write.
 
 Nothing is sent until the reply has its first text (or has failed): an error before the first
 token (a 429 from upstream, an empty message) is a plain JSON error with its HTTP status; after

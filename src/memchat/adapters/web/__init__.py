@@ -20,6 +20,7 @@ import gradio as gr
 from ...core.store import Store
 from ...settings import Settings
 from ...strategies import STRATEGY_NAMES
+from ...wiring import build_store
 from ._chat import ChatHandlers
 from ._side import SideHandlers
 from ._state import BackendFactory, Prefs, Registry, check_login, parse_users, stable_secret
@@ -46,9 +47,9 @@ class Page(ChatHandlers, SideHandlers):
 
 
 def _open_store(settings: Settings) -> Store:
-    from ...storage import open_store
+    from ...storage import InMemoryStore
 
-    return open_store(settings.store_url if settings.persistent else "memory:")
+    return build_store(settings) or InMemoryStore()
 
 
 def _build(

@@ -9,8 +9,7 @@ from __future__ import annotations
 import html
 from collections.abc import Iterable, Sequence
 
-from ...core.explain import explain
-from ...core.memory import Context
+from ...core.memory import Context, Status
 from ...core.messages import Message
 from ...core.meter import MeterReading
 from ...core.session import ChatSession
@@ -46,7 +45,7 @@ def chat_messages(messages: Iterable[Message], limit: int = SHOWN, step: int = S
 
     Earlier messages are hidden ``step`` at a time, so a new round is appended below the same
     first message instead of shifting every row up by two: the page then redraws only the new
-    rows (shifting made it re-render all of them, ~100 ms before the first token at 200).
+    rows (shifting made it re-render all of them before the first token).
     """
     rows = [{"role": m.role, "content": m.content} for m in messages if m.role != "system"]
     if len(rows) <= limit:
@@ -130,14 +129,14 @@ def inspector_html(session: ChatSession | None) -> str:
         f"the reply) · tokens counted with <code>{html.escape(count.name)}</code>"
         f"{'' if count.exact else ' (estimate)'}</p>",
         _section("Sent to the model", "sent", _sent_rows(context, session)),
-        _section("Dropped", "dropped", [_row(m, "dropped", session) for m in context.dropped]),
+        _section("Dropped", Status.DROPPED, _rows(context.dropped, Status.DROPPED, session)),
         _section(
             "Summarised (folded into the summary)",
-            "summarized",
-            [_row(m, "summarised", session) for m in context.summarized],
+            Status.SUMMARIZED,
+            _rows(context.summarized, Status.SUMMARIZED, session),
         ),
-        _section("Recalled", "recalled", _recalled_rows(context, session)),
-        _section("Pinned", "pinned", [_row(m, "pinned", session) for m in context.pinned]),
+        _section("Recalled", Status.RECALLED, _recalled_rows(context, session)),
+        _section("Pinned", Status.PINNED, _rows(context.pinned, Status.PINNED, session)),
         "</div>",
     ]
     return "".join(parts)
@@ -145,11 +144,15 @@ def inspector_html(session: ChatSession | None) -> str:
 
 def _sent_rows(context: Context, session: ChatSession) -> list[str]:
     rows = []
-    for p in explain(context):
+    for p in context.explain():
         if p.sent:
             score = f" {p.score:.2f}" if p.score is not None else ""
             rows.append(_row(p.message, p.status + score, session))
     return rows
+
+
+def _rows(messages: Iterable[Message], status: Status, session: ChatSession) -> list[str]:
+    return [_row(m, status, session) for m in messages]
 
 
 def _recalled_rows(context: Context, session: ChatSession) -> list[str]:

@@ -14,11 +14,10 @@ import re
 import tempfile
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import gradio as gr
 
-from ...core.errors import ConfigError, InputError, MemchatError, UsageError
+from ...core.errors import InputError, MemchatError, UsageError
 from ...core.messages import Message
 from ...core.store import ConversationInfo, Store
 from ...settings import BACKEND_NAMES
@@ -44,12 +43,14 @@ def _optional(text: object) -> str | None:
     return text.strip() if isinstance(text, str) and text.strip() else None
 
 
-def _count(value: object) -> int | None:
+def _whole(value: Any) -> Any:
+    """A number field's value: a whole number as an int, empty as None; anything else as it is,
+    for the settings parser to refuse."""
     if value is None or value == "":
         return None
-    if not isinstance(value, int | float) or value != int(value):
-        raise ConfigError(f"expected a whole number of tokens, got {value!r}")
-    return int(value)
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
 
 
 class SideHandlers(PageBase):
@@ -169,26 +170,20 @@ class SideHandlers(PageBase):
         return (new, state, status, *self._fields(new))
 
     def _prefs_from(self, current: Prefs, values: dict[str, Any]) -> Prefs:
+        """The visitor's prefs from the form; ``registry.build`` checks them through the
+        settings pipeline (``effective_settings``), whose errors cite the web page."""
         backend = str(values["backend"] or current.backend)
-        if backend not in BACKEND_NAMES:
-            raise ConfigError(f"unknown backend {backend!r}")
-        if values["strategy"] not in STRATEGY_NAMES:
-            raise ConfigError(f"unknown memory strategy {values['strategy']!r}")
         base_url = _optional(values["base_url"])
-        if base_url and (urlsplit(base_url).scheme not in ("http", "https") or
-                         not urlsplit(base_url).netloc):  # fmt: skip
-            raise ConfigError(f"the base URL must be an http(s) URL, got {base_url!r}")
         same = (backend, base_url) == (current.backend, current.base_url)
         key = _optional(values["api_key"]) or (current.api_key if same else None)
-        budget, reserve = _count(values["budget"]), _count(values["reserve"])
         return Prefs(
             backend=backend,
             strategy=values["strategy"],
             model=_optional(values["model"]),
             base_url=base_url,
             system=_optional(values["system"]),
-            budget=budget,
-            reserve=reserve,
+            budget=_whole(values["budget"]),
+            reserve=_whole(values["reserve"]),
             api_key=key,
         )
 

@@ -14,25 +14,23 @@ import re
 import secrets
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from ...core.backend import ChatBackend, Chunk, GenerationParams
+from ...core.backend import ChatBackend
 from ...core.errors import ConfigError, NotFound
-from ...core.messages import Message
 from ...core.session import ChatSession
 from ...core.store import ConversationInfo, Store
-from ...core.tokens import TokenCounter
-from ...settings import Settings, build_backend, build_session
+from ...settings import WEB_PAGE, Settings
+from ...wiring import build_backend, build_session
 
 __all__ = [
     "BackendFactory",
     "Entry",
     "Prefs",
     "Registry",
-    "SerialBackend",
     "check_login",
     "owner_for",
     "parse_users",
@@ -145,44 +143,22 @@ def _plausible(name: str, value: object) -> bool:
 
 
 def effective_settings(settings: Settings, prefs: Prefs) -> Settings:
-    """The server's settings with a visitor's choices on top; the server key is kept only
-    while the visitor talks to the server's own provider."""
+    """The server's settings with a visitor's choices on top, through the settings pipeline
+    (its parsers and cross-checks; a changed value's source is the web page). The server key
+    is kept only while the visitor talks to the server's own provider."""
     same_provider = (prefs.backend, prefs.base_url) == (settings.backend, settings.base_url)
-    key = prefs.api_key or (settings.api_key if same_provider else None)
-    return replace(
-        settings,
-        backend=prefs.backend,
-        strategy=prefs.strategy,
-        model=prefs.model or (settings.model if same_provider else None),
-        base_url=prefs.base_url,
-        system=prefs.system,
-        budget=prefs.budget,
-        reserve=prefs.reserve,
-        api_key=key,
-    )
-
-
-class SerialBackend:
-    """One stream at a time through a backend that cannot serve two (the embedded model)."""
-
-    def __init__(self, inner: ChatBackend) -> None:
-        self.inner = inner
-        self._lock = threading.Lock()
-
-    @property
-    def model(self) -> str:
-        return self.inner.model
-
-    @property
-    def context_window(self) -> int | None:
-        return self.inner.context_window
-
-    def token_counter(self) -> TokenCounter:
-        return self.inner.token_counter()
-
-    def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]:
-        with self._lock:
-            yield from self.inner.stream(messages, params)
+    chosen: dict[str, Any] = {
+        "backend": prefs.backend,
+        "strategy": prefs.strategy,
+        "model": prefs.model or (settings.model if same_provider else None),
+        "base_url": prefs.base_url,
+        "system": prefs.system,
+        "budget": prefs.budget,
+        "reserve": prefs.reserve,
+        "api_key": prefs.api_key or (settings.api_key if same_provider else None),
+    }
+    changed = {k: v for k, v in chosen.items() if v != getattr(settings, k)}
+    return settings.override(changed, WEB_PAGE)
 
 
 @dataclass
@@ -216,7 +192,8 @@ class Registry:
     """Sessions keyed by (owner, conversation id), least recently used dropped past ``capacity``.
 
     Backends are shared by settings fingerprint: the server's default backend (the embedded
-    model) is built once and serialised; a visitor's own provider gets its own client.
+    model) is built once (it serialises its own replies); a visitor's own provider gets its own
+    client.
     """
 
     def __init__(
@@ -301,8 +278,8 @@ class Registry:
                 found = self._backends.get(key)
             if found is not None:
                 return found
-            made = self._factory(settings)
-            backend: ChatBackend = SerialBackend(made) if settings.backend == "local" else made
+            # the embedded model serialises its own replies (one decode at a time, on its lock)
+            backend: ChatBackend = self._factory(settings)
             with self._lock:
                 self._backends[key] = backend
                 while len(self._backends) > 32:

@@ -58,7 +58,7 @@ CSS = """
 
 /* Long chats: the browser lays out and paints only the messages on screen. Gradio measures the
    chat after every streamed update (to keep it scrolled down), and without this each
-   measurement laid out every message: 130 ms before the first token at 200 messages. */
+   measurement laid out every message, before the first token (docs/benchmarks.md, web). */
 #mc-chat .message-row { content-visibility: auto; contain-intrinsic-size: auto 120px; }
 
 #mc-input textarea { font-size: 1rem; }
@@ -92,7 +92,7 @@ CSS = """
 .mc-tag-kept { background: #dcfce7; color: #166534; border-color: #bbf7d0; }
 .mc-tag-system { background: #e0e7ff; color: #3730a3; border-color: #c7d2fe; }
 .mc-tag-pinned { background: #fef3c7; color: #92400e; border-color: #fde68a; }
-.mc-tag-summary, .mc-tag-summarised { background: #f3e8ff; color: #6b21a8; border-color: #e9d5ff; }
+.mc-tag-summary, .mc-tag-summarized { background: #f3e8ff; color: #6b21a8; border-color: #e9d5ff; }
 .mc-tag-recalled, .mc-tag-score { background: #cffafe; color: #155e75; border-color: #a5f3fc; }
 .mc-tag-dropped { background: #fee2e2; color: #991b1b; border-color: #fecaca; }
 .mc-empty { color: var(--body-text-color-subdued); }

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from enum import StrEnum
 from functools import cached_property
 from typing import Protocol, overload
 
@@ -11,7 +12,19 @@ from ..errors import UsageError
 from ..history import History
 from ..messages import Message
 
-__all__ = ["Budget", "Context", "MemoryStrategy", "Recalled", "assemble"]
+__all__ = [
+    "RECALL_BLOCK_ID",
+    "Budget",
+    "Context",
+    "Explained",
+    "MemoryStrategy",
+    "Recalled",
+    "Status",
+    "assemble",
+    "default_reserve",
+]
+
+RECALL_BLOCK_ID = "recalled"  # the id recall gives the message that holds what it recalled
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,12 +49,58 @@ class Budget:
         return self.window - self.reserve_for_reply
 
 
+def default_reserve(window: int, context_window: int | None = None) -> int:
+    """Tokens kept free for the reply when no reserve is set: the one default of every face.
+
+    A quarter of the budget, at most 1,024, less what the model's context window holds beyond
+    the budget: a 1,000-token budget on a 128k-token model needs no reserve (the reply fits
+    after the prompt), so the whole budget goes to the prompt. An unknown window keeps it all.
+    """
+    want = min(1024, window // 4)
+    if context_window:
+        want = max(0, want - (context_window - window))
+    return want
+
+
 @dataclass(frozen=True, slots=True)
 class Recalled:
     """An old round brought back by retrieval, with its score."""
 
     round: tuple[Message, ...]
     score: float
+
+
+class Status(StrEnum):
+    """What happened to a message on a turn (``Context.explain``); every face shows these.
+
+    sent      system       the system prompt (or another leading system message)
+              summary      the running summary standing in for older rounds
+              recalled     the block of old messages recall brought back (``RECALL_BLOCK_ID``),
+                           or a recalled message sent as itself (with its score)
+              pinned       a pinned message, always sent
+              kept         in the window of recent rounds
+    left out  recalled     left out of the window, brought back inside the recall block (score)
+              summarized   folded into the summary that was sent
+              dropped      not sent at all
+    """
+
+    SYSTEM = "system"
+    SUMMARY = "summary"
+    RECALLED = "recalled"
+    PINNED = "pinned"
+    KEPT = "kept"
+    SUMMARIZED = "summarized"
+    DROPPED = "dropped"
+
+
+@dataclass(frozen=True, slots=True)
+class Explained:
+    """One message of a turn: sent or not, its status, its recall score if it was recalled."""
+
+    message: Message
+    status: Status
+    sent: bool
+    score: float | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +123,35 @@ class Context:
 
     def to_wire(self) -> list[dict[str, str]]:
         return [m.to_wire() for m in self.messages]
+
+    def explain(self) -> list[Explained]:
+        """What happened to each message (``Status``): every message sent, in the order sent,
+        then every message left out, in history order. The CLI's context table, the web app's
+        inspector and the server's context endpoint all render this."""
+        scores = {m.id: r.score for r in self.recalled for m in r.round}
+        pinned = {m.id for m in self.pinned}
+        summarized = {m.id for m in self.summarized}
+        summary_id = self.summary.id if self.summary is not None else None
+        out = []
+        for m in self.messages:
+            if m.id == summary_id:
+                status = Status.SUMMARY
+            elif m.id in scores or (m.id == RECALL_BLOCK_ID and self.recalled):
+                status = Status.RECALLED
+            elif m.id in pinned:
+                status = Status.PINNED
+            elif m.role == "system":
+                status = Status.SYSTEM
+            else:
+                status = Status.KEPT
+            out.append(Explained(m, status, True, scores.get(m.id)))
+        for m in self.dropped:
+            if m.id in scores:
+                out.append(Explained(m, Status.RECALLED, False, scores[m.id]))
+            else:
+                left = Status.SUMMARIZED if m.id in summarized else Status.DROPPED
+                out.append(Explained(m, left, False))
+        return out
 
 
 class MemoryStrategy(Protocol):

@@ -29,9 +29,9 @@ from ..messages import Message
 from ..store import Store, SummaryRecord
 from ..tokens import TokenCounter, message_tokens
 from ..truncate import cut_to_tokens
-from .base import Budget, Context, MemoryStrategy, Recalled
+from .base import RECALL_BLOCK_ID, Budget, Context, MemoryStrategy, Recalled
 from .budget import CacheAware
-from .summary import SummaryJob, SummaryMemory, insert_block, reserve_budget
+from .summary import Summarizing, SummaryJob, SummaryMemory, insert_block, reserve_budget
 
 __all__ = [
     "RECALL_HEADER",
@@ -40,6 +40,9 @@ __all__ = [
     "Retriever",
     "RoundIndex",
     "asks",
+    "index_of",
+    "summarizing",
+    "will_search",
 ]
 
 log = logging.getLogger("memchat")
@@ -186,6 +189,13 @@ class RecallMemory:
             return self
         return replace(self, window=self.window.with_summary(record))
 
+    # -- what the session keeps up to date -------------------------------------------------
+    def will_search(self, history: History, budget: Budget) -> bool:
+        """Whether a context within ``budget`` may search the retriever: while the whole
+        conversation fits, it is sent as it is and nothing is searched (so nothing needs to be
+        indexed yet: a stateless request's whole history)."""
+        return history.total_tokens + history.overhead > budget.available
+
     # -- selection --------------------------------------------------------------------------
     def select(self, history: History, budget: Budget) -> Context:
         whole = self.window.select(history, budget)
@@ -232,7 +242,7 @@ class RecallMemory:
             ranked.pop()
         if not ranked:
             return
-        block = Message("system", _block(ranked), id="recalled", tokens=tokens)
+        block = Message("system", _block(ranked), id=RECALL_BLOCK_ID, tokens=tokens)
         newest = history.rounds[-1]
         at = len(ctx.messages) - len(newest)
         if at < 0 or ctx.messages[at] is not newest[0]:
@@ -353,3 +363,25 @@ def _block(picks: Sequence[_Pick]) -> str:
 
 # concrete classes: isinstance on a runtime Protocol costs ~0.1 ms, too much per select
 _SUMMARIZING = (SummaryMemory, RecallMemory)
+
+
+# -- the parts of a strategy a session keeps up to date (one place that knows the built-ins) --
+def index_of(strategy: MemoryStrategy) -> RoundIndex | None:
+    """The index a RecallMemory searches, when it is a RoundIndex (None for other strategies)."""
+    if isinstance(strategy, RecallMemory) and isinstance(strategy.retriever, RoundIndex):
+        return strategy.retriever
+    return None
+
+
+def summarizing(strategy: MemoryStrategy) -> Summarizing | None:
+    """``strategy`` as a Summarizing when it keeps a running summary: a SummaryMemory, a
+    RecallMemory around one, another strategy with the protocol's methods (None otherwise)."""
+    if isinstance(strategy, RecallMemory):
+        return strategy if isinstance(strategy.window, _SUMMARIZING) else None
+    return strategy if isinstance(strategy, Summarizing) else None
+
+
+def will_search(strategy: MemoryStrategy, history: History, budget: Budget) -> bool:
+    """Whether a context of ``strategy`` within ``budget`` may search an index: a RecallMemory
+    only once the conversation overflows (``RecallMemory.will_search``), any other at any time."""
+    return strategy.will_search(history, budget) if isinstance(strategy, RecallMemory) else True
