@@ -59,6 +59,7 @@ class Visitor:
         self.http = httpx.Client(base_url=app.url + "/gradio_api", timeout=timeout)
         self.browser: dict[str, Any] = {}
         self.received: list[str] = []  # every event line the server sent this tab
+        self.text = ""  # what the message box holds after the last turn
 
     def call(self, dep: dict[str, Any], data: list[Any]) -> list[Any]:
         body = {
@@ -95,6 +96,8 @@ class Visitor:
         data[kinds.index("browserstate")] = self.browser
         out = self.call(dep, data)
         self.browser = out[self.app.index(dep, "browserstate")]
+        box = out[self.app.index(dep, "textbox")]
+        self.text = box.get("value", self.text) if isinstance(box, dict) else (box or "")
         chat = out[self.app.index(dep, "chatbot")]
         return [{"role": m["role"], "content": _text(m["content"])} for m in chat]
 

@@ -14,8 +14,7 @@ their ``[case …]`` tag), and each test checks one case's outcome.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,9 +22,9 @@ from typing import Any
 
 import httpx
 import pytest
-from tests.stubs.openai_stub import Scripted, ok
+from tests.stubs.openai_stub import Scripted, cut_mid_stream, ok
 from tests.stubs.serve_process import Served
-from tests.web.conftest import Pages, bot_texts, goto, wait_for, wait_idle
+from tests.web.conftest import Pages, bot_texts, wait_for, wait_idle
 
 import memchat
 from memchat.backends.openai_compat import OpenAIBackend
@@ -34,12 +33,14 @@ from memchat.storage import open_store
 from .conftest import (
     PROVIDER_KEY,
     RETRIES,
+    SOAK,
     WebProcess,
     hermetic_env,
     no_traceback,
     provider_flags,
     run_cli,
 )
+from .gradio_http import App, Visitor
 from .upstream import FAULTS, REPLY, TIMEOUT, Fault, FaultyUpstream
 
 Turns = list[tuple[str, str]]
@@ -56,6 +57,23 @@ def _cases() -> list[tuple[Fault, str]]:
 CASES = _cases()
 PARAMS = [pytest.param(f"{f}-{m}", id=f"{f}-{m}") for f, m in CASES]
 BY_ID = {f"{f}-{m}": (f, m) for f, m in CASES}
+
+
+# `memchat chat` on a pipe runs the same turn code as `ask`: the fast run plays one fault of
+# each kind through it (retried and recovered, retried and failed, not retried, mid-stream,
+# slow), the soak all of them
+CHAT_CASES = (
+    list(BY_ID)
+    if SOAK
+    else [
+        "503-once",
+        "429-always",
+        "401-always",
+        "reset-mid-stream-always",
+        "very-slow-stream-once",
+    ]
+)
+CHAT_PARAMS = [pytest.param(c, id=c) for c in CHAT_CASES]
 
 
 def script(fault: Fault, mode: str) -> list[Scripted]:
@@ -89,9 +107,14 @@ class Outcome:
 
 
 def run_matrix(
-    up: FaultyUpstream, face: str, run: Callable[[Fault, str, str], Outcome], workers: int = 32
+    up: FaultyUpstream,
+    face: str,
+    run: Callable[[Fault, str, str], Outcome],
+    workers: int = 32,
+    cases: list[str] | None = None,
 ) -> dict[str, Outcome | BaseException]:
-    """Every case on ``face`` at once; ``run(fault, mode, text)`` plays one."""
+    """Every case (of ``cases``) on ``face`` at once; ``run(fault, mode, text)`` plays one."""
+    chosen = cases or list(BY_ID)
 
     def one(case: str) -> Outcome | BaseException:
         fault, mode = BY_ID[case]
@@ -105,7 +128,7 @@ def run_matrix(
         return outcome
 
     with ThreadPoolExecutor(workers) as pool:
-        return dict(zip(BY_ID, pool.map(one, BY_ID), strict=True))
+        return dict(zip(chosen, pool.map(one, chosen), strict=True))
 
 
 def check(results: dict[str, Outcome | BaseException], case: str) -> None:
@@ -212,7 +235,8 @@ def cli_face(up: FaultyUpstream, home: Path, command: str) -> dict[str, Any]:
         after = cli_turns(url, name)
         return Outcome(completed, shown, before, after, text, exit_code=out.returncode)
 
-    return run_matrix(up, f"cli-{command}", run, workers=6)
+    cases = CHAT_CASES if command == "chat" else None
+    return run_matrix(up, f"cli-{command}", run, workers=6, cases=cases)
 
 
 def seed(url: str, name: str) -> None:
@@ -240,7 +264,7 @@ def test_cli_ask(cli_ask: dict[str, Any], case: str) -> None:
     check(cli_ask, case)
 
 
-@pytest.mark.parametrize("case", PARAMS)
+@pytest.mark.parametrize("case", CHAT_PARAMS)
 def test_cli_chat_piped(cli_chat: dict[str, Any], case: str) -> None:
     check(cli_chat, case)
 
@@ -288,7 +312,6 @@ def server_face(up: FaultyUpstream, served: Served, stream: bool) -> dict[str, A
         if got.status_code != 200:
             error = got.json()["error"]
             assert (got.status_code, error["code"]) == (fault.status, fault.code), got.text
-            assert not (fault.midstream and stream), f"{fault}: mid-stream, yet no stream began"
             if "retry-after" in fault.name:
                 assert got.headers["retry-after"] == "1"
             shown, completed = error["message"], False
@@ -339,79 +362,50 @@ def test_server_sse(server_sse: dict[str, Any], case: str) -> None:
 
 
 # -- web -------------------------------------------------------------------------------------
-VISITORS = 7  # browser contexts sending at once; the cases are played in rounds over them
-
-
 @pytest.fixture(scope="module")
-def web(upstream: FaultyUpstream, web_app: WebProcess, chromium: Any) -> Iterator[Any]:
-    opened = Pages(chromium)
-    results: dict[str, Any] = {}
-    pages = []
-    for n in range(VISITORS):
-        page = opened.open(web_app.url)
-        send_now(page, f"visitor {n} says hello")
-        pages.append((page, n))
-    for page, _ in pages:
-        wait_done(page, 1)
-    convs = {title: cid for cid, _, title in web_app.conversations()}
-    cases = list(BY_ID)
-    for start in range(0, len(cases), VISITORS):
-        batch = list(zip(pages, cases[start : start + VISITORS], strict=False))
-        played = []
-        for (page, n), case in batch:
-            fault, mode = BY_ID[case]
-            tag, cid = f"web:{case}", convs[f"visitor {n} says hello"]
-            upstream.script(tag, *script(fault, mode))
-            text = f"web question [case {tag}]"
-            played.append((page, cid, case, tag, text, web_app.messages(cid), len(bot_texts(page))))
-            send_now(page, text)
-        for page, cid, case, tag, text, before, answers in played:
-            try:
-                results[case] = web_outcome(page, web_app, cid, text, before, answers)
-                results[case].attempts, results[case].gaps = (
-                    upstream.attempts(tag),
-                    tuple(upstream.gaps(tag)),
-                )
-            except BaseException as exc:  # re-raised by the case's own test
-                results[case] = exc
-    yield results
-    opened.close()
-    assert opened.outside == []
+def web(upstream: FaultyUpstream, web_app: WebProcess) -> dict[str, Any]:
+    """Each case from its own visitor (a tab speaking the page's Gradio queue protocol)."""
+    app = App.read(web_app.url)
+
+    def run(fault: Fault, mode: str, text: str) -> Outcome:
+        visitor = Visitor(app)
+        try:
+            visitor.open()
+            visitor.send("a first question")
+            cid = visitor.browser["conversation"]
+            before = web_app.messages(cid)
+            chat = visitor.send(text)
+            kept = visitor.text  # what the input box holds after the turn
+            shown = chat[-1]["content"] if chat[-1]["role"] == "assistant" else ""
+            completed = REPLY in shown and kept == ""
+            if not completed:
+                assert kept == text, f"the message was not kept for a resend: {kept!r}"
+                shown = " ".join(shown.split())
+            return Outcome(completed, shown, before, web_app.messages(cid), text)
+        finally:
+            visitor.close()
+
+    results = run_matrix(upstream, "web", run)
     no_traceback(web_app.log())
+    return results
 
 
-def send_now(page: Any, text: str) -> None:
-    page.locator("#mc-input textarea").fill(text)
-    page.locator("#mc-send").click()
-
-
-def wait_done(page: Any, answers: int) -> None:
-    wait_for(
-        lambda: len(bot_texts(page)) >= answers and page.locator("#mc-stop").is_hidden(), timeout=60
-    )
-    wait_idle(page)
-
-
-def web_outcome(
-    page: Any, app: WebProcess, cid: str, text: str, before: Turns, answers: int
-) -> Outcome:
-    wait_done(page, answers + 1)
-    shown = bot_texts(page)[-1]
-    kept = page.locator("#mc-input textarea").input_value()
-    completed = REPLY in shown and kept == ""
-    if not completed:
-        assert kept == text, f"the message was not kept for a resend: {kept!r}"
-        page.locator("#mc-input textarea").fill("")
-        page.reload()  # a failed turn's bubbles are not history: go on from the stored view
-        goto(page, None)
-        shown = shown.replace("\n", " ")
-    deadline = time.monotonic() + 2
-    while app.messages(cid) == before and completed and time.monotonic() < deadline:
-        time.sleep(0.05)  # the page may show the end a moment before the store has it
-    return Outcome(completed, shown, before, app.messages(cid), text)
-
-
-@pytest.mark.browser
 @pytest.mark.parametrize("case", PARAMS)
 def test_web(web: dict[str, Any], case: str) -> None:
     check(web, case)
+
+
+@pytest.mark.browser
+def test_web_in_chromium_shows_the_error_and_keeps_the_message(
+    upstream: FaultyUpstream, web_app: WebProcess, pages: Pages
+) -> None:
+    """The same as the visitors above see, in the browser: an upstream failing mid-stream."""
+    upstream.script("web:chromium", cut_mid_stream(2, REPLY))
+    page = pages.open(web_app.url)
+    text = "web question [case web:chromium]"
+    page.locator("#mc-input textarea").fill(text)
+    page.locator("#mc-send").click()
+    wait_for(lambda: bot_texts(page) and page.locator("#mc-stop").is_hidden(), timeout=30)
+    wait_idle(page)
+    assert "broke mid-reply" in bot_texts(page)[-1]
+    assert page.locator("#mc-input textarea").input_value() == text

@@ -77,6 +77,8 @@ class _Handler(openai_stub._Handler):
 
     def _hang_up(self) -> None:
         self.close_connection = True
+        self.wfile.flush()
+        time.sleep(0.05)  # let the client read what was sent: a reset may destroy unread data
         self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         self.connection.close()  # RST: "connection reset by peer" on the client
 
