@@ -16,6 +16,7 @@ contents, times and pins are kept, so an export reads back as the same conversat
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -172,10 +173,39 @@ def export_json(title: str, messages: Sequence[Message]) -> str:
 
 
 def export_markdown(title: str, messages: Sequence[Message]) -> str:
-    """A readable Markdown rendering: one heading per message with its time."""
-    lines = [f"# {title or 'Untitled conversation'}", ""]
+    """A readable Markdown rendering: one heading per message with its time. Raw HTML in a
+    title or message shows as text wherever the file is rendered (``_inert``)."""
+    lines = [f"# {_inert(title or 'Untitled conversation')}", ""]
     for m in messages:
         stamp = datetime.fromtimestamp(m.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         pin = " · pinned" if m.pinned else ""
-        lines += [f"## {m.role} · {stamp}{pin}", "", m.content.rstrip(), ""]
+        lines += [f"## {m.role} · {stamp}{pin}", "", _inert(m.content.rstrip()), ""]
     return "\n".join(lines)
+
+
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+
+
+def _inert(text: str) -> str:
+    """``text`` with ``<`` and ``&`` escaped outside code, so a Markdown renderer that allows
+    raw HTML (CommonMark does) shows a ``<script>`` instead of running it; fenced blocks and
+    inline code spans keep them as they are (they show them literally anyway)."""
+    out, fence = [], ""
+    for line in text.split("\n"):
+        opened = _FENCE.match(line)
+        if fence or opened:
+            mark = opened.group(1) if opened else ""
+            if not fence:
+                fence = mark
+            elif mark[:1] == fence[0] and len(mark) >= len(fence):
+                fence = ""
+            out.append(line)
+            continue
+        parts = line.split("`")
+        closed = len(parts) % 2 == 1  # an odd count of backticks leaves the last one open
+        out.append("`".join(
+            p if i % 2 and (closed or i < len(parts) - 1)
+            else p.replace("&", "&amp;").replace("<", "&lt;")
+            for i, p in enumerate(parts)
+        ))  # fmt: skip
+    return "\n".join(out)
