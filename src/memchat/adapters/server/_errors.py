@@ -22,6 +22,7 @@ begun, into its SSE error event, so ``code`` and ``type`` are the same strings i
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -62,8 +63,14 @@ class ApiError(Exception):
         return self.message
 
     def body(self) -> dict[str, Any]:
-        error = {"message": self.message, "type": self.type, "code": self.code}
+        """The error as JSON; the message is one line (a field name or value it quotes from
+        the request may hold control characters: they are shown escaped)."""
+        message = _CONTROL.sub(lambda m: repr(m.group())[1:-1], self.message)
+        error = {"message": message, "type": self.type, "code": self.code}
         return {"error": {**error, "param": self.param}}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def invalid(message: str, param: str | None, code: str = "invalid_value") -> ApiError:
