@@ -161,6 +161,19 @@ def test_path_like_and_sql_conversation_ids_are_refused(
     assert listed is None or listed.status_code in (400, 404)
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"messages": [{"role": "user", "content": "hi", "evil\nfield": 1}]},
+        {"messages": [{"role": "user", "content": "hi"}], "x\r\n\u2028\x00y": 1},
+        {"messages": [{"role": "user", "content": "hi"}], "stream_options": {"a\nb": 1}},
+    ],
+)
+def test_echoed_field_names_stay_on_one_line(http: httpx.Client, body: dict[str, Any]) -> None:
+    """Found by the fuzzing below: an unknown field's name was quoted raw in the message."""
+    refused(http.post("/chat/completions", json=body), 400)
+
+
 def test_an_empty_conversation_header_is_a_stateless_turn(http: httpx.Client) -> None:
     before = http.get("/conversations", params={"limit": 100}).json()["data"]
     body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}

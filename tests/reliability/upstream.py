@@ -207,7 +207,7 @@ FAULTS = [
         "BackendTimeout",
         504,
         "timeout",
-        min_gap=TIMEOUT + 0.3,
+        min_gap=0.37,  # the backoff floor: the client's timeout may start before the arrival
     ),
     Fault(
         "reset-before-any-byte",
