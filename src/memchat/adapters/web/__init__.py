@@ -253,7 +253,7 @@ def launch(
     ``host``/``port`` default to Gradio's (``GRADIO_SERVER_NAME``/``PORT`` env, as on Spaces,
     else 127.0.0.1:7860). The server's default backend is loaded before the page opens.
     """
-    accounts = parse_users(users if users is not None else getattr(settings, "users", None))
+    accounts = parse_users(users if users is not None else settings.users)
     demo, page = _build(settings, backend_factory, store, accounts)
     page.registry.build(Prefs.from_settings(settings))  # load the model once, up front
     demo.queue(default_concurrency_limit=4)
