@@ -196,15 +196,15 @@ def test_memchat_serve_survives_sigkill_mid_reply(upstream: FaultyUpstream, home
             [*provider_flags(upstream.url), "--store", f"sqlite:///{db}", "--strategy", "budget"],
             hermetic_env(home),
         ) as served:
-            stop = time.monotonic() + rng.uniform(0.3, 1.0)
             n = present
+            stop = present + rng.randint(2, 5)  # turns before the one it is killed in
             while True:
                 body = {
                     "model": "m",
                     "stream": n % 2 == 1,
                     "messages": [{"role": "user", "content": f"q {n} tell me"}],
                 }
-                if time.monotonic() > stop:  # kill it while this request runs
+                if n == stop:  # kill it while this request runs (or just after it)
                     threading.Timer(rng.uniform(0.0, 0.12), served.kill).start()
                 try:
                     got = httpx.post(

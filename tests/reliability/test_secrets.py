@@ -15,6 +15,7 @@ import io
 import logging
 import re
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -133,7 +134,7 @@ def test_cli(upstream: FaultyUpstream, tmp_path: Path) -> None:
     stored_key = made.stdout.strip()
     assert re.fullmatch(r"mc-\S{20,}", stored_key), made
     runs.remove(made)  # handing the key over is its one legitimate output
-    for args in (
+    readers = [
         ["config", *flags],
         ["config", *flags, "--api-key", FLAG_KEY],
         ["context", "talk", "-q", "next", *flags],
@@ -142,8 +143,10 @@ def test_cli(upstream: FaultyUpstream, tmp_path: Path) -> None:
         ["conversations", "list", "--store", url],
         ["conversations", "show", "talk", "--store", url],
         ["keys", "list", "--store", url],
-    ):
-        assert cli(args).returncode == 0, runs[-1]
+    ]
+    with ThreadPoolExecutor(4) as pool:  # they only read: at once
+        for done in pool.map(cli, readers):
+            assert done.returncode == 0, done
     texts = [t for r in runs for t in (r.stdout, r.stderr)]
     joined = "\n".join(texts)
     assert "Incorrect API key provided" in joined and "DEBUG" in joined
