@@ -3,6 +3,7 @@ slash commands (each a function (loop, argument) -> keep going?)."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -15,7 +16,7 @@ from ...core.session import ChatSession, Reply
 from ...core.store import ConversationInfo, Store
 from ...settings import Settings
 from ...wiring import build_session
-from ._common import App, hear_early, one_line, settings_options, untold
+from ._common import App, exit_code, hear_early, one_line, settings_options, untold
 from ._render import context_table, context_totals, messages_table, meter_text, preview
 
 __all__ = ["COMMANDS", "ChatLoop", "chat", "resolve_id", "run_slash"]
@@ -44,6 +45,8 @@ class ChatLoop:
         self.created = created  # made by this chat: deleted at the end if still empty
         self.untitled = created  # titled from the first message
         self.pending: str | None = None
+        # a turn that failed (and was not sent again with success): piped input exits non-zero
+        self.failure: tuple[str, MemchatError] | None = None
         self.left_out = 0
 
     @property
@@ -98,6 +101,7 @@ class ChatLoop:
         try:
             reply = self.session.send(text)
         except MemchatError as exc:
+            self.failure = (text, exc)
             self.error(exc)
             return
         self.out.print(ANSWER, end="")
@@ -111,12 +115,15 @@ class ChatLoop:
             self.keep(text, "cancelled: nothing was saved")
             return
         except MemchatError as exc:
+            self.failure = (text, exc)
             self.out.print()
             self.error(exc)
             self.keep(text, "the turn failed and nothing was saved")
             return
         self.out.print()
         self.pending = None
+        if self.failure is not None and self.failure[0] == text:  # /retry made it
+            self.failure = None
         self.after(reply, text, told)
         for note in self.session.upkeep():  # a summary fold can take a while: after the meter
             self.out.print(f"[orange1]! {escape(note)}[/]")
@@ -195,13 +202,14 @@ def chat(app: App, /, conversation: str | None, **flags: Any) -> None:
             store.delete_conversation(info.id)
         raise
     _readline()
-    ChatLoop(app, session, settings, info, created=created).run()
+    loop = ChatLoop(app, session, settings, info, created=created)
+    loop.run()
+    if loop.failure is not None and not sys.stdin.isatty():  # a script must see that it failed
+        raise click.exceptions.Exit(exit_code(loop.failure[1]))
 
 
 def _readline() -> None:
     """Line editing and history for input() on a terminal."""
-    import sys
-
     if sys.stdin.isatty():
         try:
             import readline  # noqa: F401
