@@ -48,9 +48,10 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"feedback": 1.0},
     ),
     "abl:feedback-0.5": ("the same, weight 0.5", {}, {"feedback": 0.5}),
-    "abl:density-0.3": (
-        "the 100 best hits ordered by score / tokens ^ 0.3 (more short relevant messages fit)",
-        {"density": 0.3},
+    "abl:by-score": (
+        "the best hits by score alone (default: a message longer than 200 tokens, or a quarter "
+        "of the room, is ranked by its score per that many tokens)",
+        {"long": None},
         {},
     ),
     "abl:local-256": (

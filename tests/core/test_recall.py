@@ -199,9 +199,9 @@ def test_reset_empties_the_index_and_the_summary() -> None:
     assert len(index.docs) == 2
 
 
-def test_density_prefers_the_short_hit_when_only_one_fits() -> None:
+def test_a_long_hit_is_ranked_by_its_score_per_token() -> None:
     """Two old messages score the same; the budget leaves room for one: by score alone the long
-    one (ranked first) is sent, cut; with density the short one is sent whole."""
+    one (ranked first) is sent, cut; by default the short one is sent whole."""
     long_text = "the blue kettle " + "and more words about kettles " * 80
     history = History(
         [
@@ -226,8 +226,8 @@ def test_density_prefers_the_short_hit_when_only_one_fits() -> None:
             return [(ids[0], 1.0), (ids[1], 1.0)]
 
     budget = Budget(window=300, reserve_for_reply=0)
-    plain = RecallMemory(Tie(), CacheAware(), share=0.9).select(history, budget)
-    dense = RecallMemory(Tie(), CacheAware(), share=0.9, density=0.5).select(history, budget)
+    plain = RecallMemory(Tie(), CacheAware(), share=0.9, long=None).select(history, budget)
+    dense = RecallMemory(Tie(), CacheAware(), share=0.9).select(history, budget)
     assert [r.round[0].id for r in dense.recalled][:1] == [ids[1]]
     assert plain.recalled[0].round[0].id == ids[0]
     assert dense.tokens <= budget.available and plain.tokens <= budget.available

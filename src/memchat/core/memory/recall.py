@@ -15,7 +15,6 @@ the prefix before it stays cache-stable.
 from __future__ import annotations
 
 import logging
-import math
 import time
 import weakref
 from collections.abc import Collection, Sequence
@@ -54,6 +53,10 @@ MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this a
 MISSES = 40  # ... or once this many hits in a row did not fit
 TOP_UPS = 4  # passes that add hits to the room the exact count of the block leaves
 DEPTH = 300  # hits asked of the retriever per turn
+# A recalled message longer than this is ranked by its score per this many tokens: on chats
+# with ~800-token replies recall at 1,000 tokens went 0.42 -> 0.78 (REALTALK with padded
+# replies, docs/benchmarks.md), with no loss on the real chats as they are
+LONG = 200
 
 
 class Retriever(Protocol):
@@ -159,9 +162,10 @@ class RecallMemory:
     name: str = "recall"
     most: int | None = None
     """At most this many tokens of recalled messages (None: all the room left)."""
-    density: float = 0.0
-    """Order the best hits by score / cost ** density (0: by score alone), so that more of the
-    relevant messages fit when some are long."""
+    long: int | None = LONG
+    """A hit longer than this many tokens (or than a quarter of the room left for recall, if
+    that is less) is ranked by its score x this length / its own: one long message cannot take
+    the room of several relevant short ones (None: by score alone)."""
     asked_only: bool = False
     """Recall only for a message that asks something (see ``asks``): small talk reads nothing
     extra, which matters where every prompt token is read on a CPU (the embedded model)."""
@@ -173,6 +177,8 @@ class RecallMemory:
             raise UsageError(f"recall needs k >= 1, got {self.k}")
         if self.most is not None and self.most < 1:
             raise UsageError(f"the recall block needs at least 1 token, got {self.most}")
+        if self.long is not None and self.long < 1:
+            raise UsageError(f"a long message has at least 1 token, got {self.long}")
 
     # -- summary delegation (when the window is a SummaryMemory) ---------------------------
     @property
@@ -218,10 +224,10 @@ class RecallMemory:
         if self.most is not None:
             free = min(free, self.most)
         counter = history.counter
-        if self.density:
-            hits = _by_density(history, hits, self.density)
-        fill = _Fill(history, ctx, hits, self.k)
         room = free - counter.per_message - counter.count(RECALL_HEADER) - 1
+        if self.long is not None:
+            hits = _long_ranked_down(history, hits, min(self.long, room // 4))
+        fill = _Fill(history, ctx, hits, self.k)
         for _ in range(TOP_UPS + 1):  # the estimate runs high: top up against the exact count
             if not fill.take(room):
                 break
@@ -313,21 +319,24 @@ class _Fill:
         return counter.count(_block(self.picks if picks is None else picks)) + counter.per_message
 
 
-DENSITY_POOL = 100  # hits reordered by density: the rest keep their rank, after them
+LONG_POOL = 100  # hits ranked again by ``_long_ranked_down``: the rest keep their rank, after
 
 
-def _by_density(history: History, hits: Sequence[Hit], density: float) -> list[Hit]:
-    where, counter = _message_map(history), history.counter
-    rounds = history.rounds
+def _long_ranked_down(history: History, hits: Sequence[Hit], long: int) -> list[Hit]:
+    """The best hits ordered by score x min(1, long / tokens): by plain score, an 800-token
+    reply that ranks first takes the whole budget of a 1,000-token context (cut, and useless),
+    where the next few short messages would have fitted whole."""
+    where, counter, rounds = _message_map(history), history.counter, history.rounds
+    long = max(1, long)
 
     def value(hit: Hit) -> float:
         at = where.get(hit[0])
         if at is None:
             return hit[1]
-        return hit[1] / math.pow(max(1, message_tokens(rounds[at[0]][at[1]], counter)), density)
+        return hit[1] * min(1.0, long / message_tokens(rounds[at[0]][at[1]], counter))
 
-    head = sorted(hits[:DENSITY_POOL], key=lambda hit: -value(hit))
-    return [*head, *hits[DENSITY_POOL:]]
+    head = sorted(hits[:LONG_POOL], key=lambda hit: -value(hit))
+    return [*head, *hits[LONG_POOL:]]
 
 
 _QUESTION_WORDS = frozenset(
