@@ -38,6 +38,12 @@ DATE_FORMAT = "%d.%m.%Y, %H:%M:%S"
 MODEL = "gpt-4o-mini"
 IMPORT_STRATEGY = DEFAULT_STRATEGY  # embeds at import; recall-embed and hybrid share its vectors
 BASELINES = ("recency", "bm25-turns", "embed-turns")
+# The long-replies arm: the first LONG_CHATS chats with every assistant message padded to at
+# least LONG_REPLY tokens with other chats' assistant messages (generated padding, a stand-in
+# for chats whose replies are long), asked only the questions whose evidence is user messages
+LONG_CHATS = 4
+LONG_REPLY = 800
+LONG_STRATEGIES = ("recall", "abl:by-score", "recall-local@embedded")
 
 
 def data_dir() -> Path | None:
@@ -69,6 +75,29 @@ def load_chats(folder: Path, limit: int | None) -> tuple[list[Chat], dict[int, s
         for p in sorted(folder.glob("chat-*.jsonl"))
     ]
     return chats, categories
+
+
+def padded(chats: Sequence[Chat], counter: TokenCounter) -> list[Chat]:
+    """The long-replies arm's chats: each assistant message grown to ``LONG_REPLY`` tokens with
+    assistant messages drawn (seeded by the message itself, so every run pads alike) from all
+    the chats; only the questions whose evidence turns are all the user's."""
+    import random
+
+    pool = [t["content"] for c in chats for t in c.turns if t["role"] == "assistant"]
+    out = []
+    for chat in chats[:LONG_CHATS]:
+        turns = []
+        for turn in chat.turns:
+            text = turn["content"]
+            if turn["role"] == "assistant":
+                rng = random.Random(text)
+                while counter.count(text) < LONG_REPLY:
+                    text += " " + rng.choice(pool)
+            turns.append({**turn, "content": text})
+        role = {t["turn_id"]: t["role"] for t in chat.turns}
+        asked = [q for q in chat.questions if all(role[e] == "user" for e in q["evidence"])]
+        out.append(Chat(chat.name, turns, asked))
+    return out
 
 
 def transcript_rows(turns: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
@@ -182,7 +211,7 @@ def score_strategy(
     imp: Imported, store: Any, home: Path, name: str, cats: dict[int, str], tally: Tally
 ) -> TokenCounter:
     """One session per budget; every question through ``context_for``. Returns its counter."""
-    from memchat.settings import build_session, counting_backend
+    from memchat.wiring import build_session, counting_backend
 
     counter: Any = None
     for budget in BUDGETS:
@@ -283,14 +312,17 @@ def run_chat(
 
 
 def _settings_counter(home: Path) -> TokenCounter:
-    from memchat.settings import counting_backend
+    from memchat.wiring import counting_backend
 
     counter: TokenCounter = counting_backend(_settings(home, "cache")).token_counter()
     return counter
 
 
 def run_real(
-    limit: int | None = None, names: Sequence[str] | None = None, embedder: Any = None
+    limit: int | None = None,
+    names: Sequence[str] | None = None,
+    embedder: Any = None,
+    long_replies: bool = True,
 ) -> dict[str, Any] | None:
     """The whole arm; None (after a one-line notice) when the data folder is missing."""
     folder = data_dir()
@@ -308,9 +340,38 @@ def run_real(
         for chat in chats:
             imports[chat.name] = run_chat(chat, Path(tmp), names, cats, tally, embedder)
             print(f"  {chat.name}: {imports[chat.name]}", flush=True)
+        embedding = {
+            "texts": embedder.count - texts,
+            "seconds": round(embedder.seconds - seconds, 2),
+        }
+        result = _summary(chats, cats, names, tally, imports, embedding, limit, folder, started)
+        if long_replies:
+            result["long_replies"] = _run_long(chats, cats, names, Path(tmp), embedder, limit)
     embedder.save()
+    return result
+
+
+def _run_long(
+    chats: list[Chat],
+    cats: dict[int, str],
+    names: Sequence[str],
+    work: Path,
+    embedder: Any,
+    limit: int | None,
+) -> dict[str, Any]:
+    """The long-replies arm, through the same path as the real chats (its own store)."""
+    started, tally, imports = time.perf_counter(), Tally(), {}
+    (work / "long").mkdir(exist_ok=True)
+    long_chats = padded(chats, _settings_counter(work / "home"))
+    chosen = [n for n in LONG_STRATEGIES if n in names] or [DEFAULT_STRATEGY]
+    texts, seconds = embedder.count, embedder.seconds
+    for chat in long_chats:
+        imports[chat.name] = run_chat(chat, work / "long", chosen, cats, tally, embedder)
+        print(f"  long replies, {chat.name}: {imports[chat.name]}", flush=True)
     embedding = {"texts": embedder.count - texts, "seconds": round(embedder.seconds - seconds, 2)}
-    return _summary(chats, cats, names, tally, imports, embedding, limit, folder, started)
+    out = _summary(long_chats, cats, chosen, tally, imports, embedding, limit, work, started)
+    out["reply_tokens"] = LONG_REPLY
+    return out
 
 
 def _memo_embedder() -> Any:
