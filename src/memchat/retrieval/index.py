@@ -179,7 +179,9 @@ class ConversationIndex:
             for _, m in items:
                 for when in day_keys(m.created_at):
                     self._dated.setdefault(when, []).append(m.id)
-                self._count_names(m.id, m.role, frozenset(n.lower() for n in names(m.content)))
+                cased = frozenset(n.lower() for n in names(m.content))
+                self._cased[m.id] = (m.role, cased)
+                self._count_names(m.role, cased, 1)
         for a, b in zip(messages, messages[1:], strict=False):
             self._prev[b.id], self._next[a.id] = a.id, b.id
         if messages:
@@ -229,8 +231,7 @@ class ConversationIndex:
         self._keys -= drop
         self._stale |= drop
         for key in drop & self._cased.keys():
-            role, cased = self._cased.pop(key)
-            self._count_names(key, role, cased, -1)
+            self._count_names(*self._cased.pop(key), -1)
         self._full_scan = True
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
@@ -271,9 +272,7 @@ class ConversationIndex:
         )
         return len(shares) > 1 and shares[-1] >= NAME_SIDES * shares[0]
 
-    def _count_names(self, key: str, role: str, cased: frozenset[str], step: int = 1) -> None:
-        if step > 0:
-            self._cased[key] = (role, cased)
+    def _count_names(self, role: str, cased: frozenset[str], step: int) -> None:
         _bump(self._roles, role, step)
         for name in cased:
             _bump(self._named, (name, role), step)

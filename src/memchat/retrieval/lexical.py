@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .embedder import require
@@ -40,25 +40,24 @@ _POSSESSIVE = ("'s", "’s")
 def names(text: str) -> list[str]:
     """The capitalised words of ``text`` that do not start a sentence (nor "I"), without a
     possessive "'s": the words that may be names."""
-    found, start = [], True
-    for word in text.split():
-        core = _core(word)
-        if not start and core[:1].isupper() and core != "I":
-            found.append(core)
-        start = word.endswith((".", "?", "!"))
-    return found
+    return [core for _, core, named in _words(text) if named]
 
 
 def without_names(query: str, drop: Callable[[str], bool]) -> str:
     """``query`` without the names (see ``names``) for which ``drop`` is true; unchanged if
     nothing would be left."""
-    kept, start = [], True
-    for word in query.split():
-        core = _core(word)
-        if start or not core[:1].isupper() or core == "I" or not drop(core):
-            kept.append(word)
-        start = word.endswith((".", "?", "!"))
+    kept = [word for word, core, named in _words(query) if not (named and drop(core))]
     return " ".join(kept) if kept else query
+
+
+def _words(text: str) -> Iterator[tuple[str, str, bool]]:
+    """Each whitespace-separated word, its core (no edge punctuation, no "'s") and whether it
+    may be a name (capitalised, not the first word of a sentence, not "I")."""
+    start = True
+    for word in text.split():
+        core = _core(word)
+        yield word, core, not start and core[:1].isupper() and core != "I"
+        start = word.endswith((".", "?", "!"))
 
 
 def _core(word: str) -> str:
