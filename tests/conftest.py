@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -17,6 +19,18 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("MEMCHAT_HOME", str(tmp_path_factory.mktemp("memchat-home")))
     # converted weights (~140 MB) are made once per test run, not once per temporary home
     monkeypatch.setenv("MEMCHAT_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))
+
+
+@pytest.fixture(scope="session")
+def chromium() -> Iterator[Any]:
+    """One Chromium for the whole run: Playwright's sync API cannot nest two instances."""
+    from playwright.sync_api import sync_playwright
+    from tests.web.conftest import CHROMIUM, CHROMIUM_ARGS
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
 
 
 @pytest.fixture

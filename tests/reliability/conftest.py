@@ -29,7 +29,7 @@ import pytest
 from tests.contract.conftest import pg_dsn, pg_schema, pg_url  # noqa: F401 - fixtures
 from tests.stubs.openai_stub import ok
 from tests.stubs.serve_process import Served, free_port
-from tests.web.conftest import chromium, pages  # noqa: F401 - fixtures
+from tests.web.conftest import pages  # noqa: F401 - fixtures
 
 from memchat.storage import open_store
 

@@ -155,16 +155,6 @@ def app(web: WebApp) -> WebApp:
     return web
 
 
-@pytest.fixture(scope="session")
-def chromium() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 class Pages:
     """Opens pages in fresh browser contexts; records dialogs and off-machine requests."""
 
