@@ -60,6 +60,7 @@ class Visitor:
         self.browser: dict[str, Any] = {}
         self.received: list[str] = []  # every event line the server sent this tab
         self.text = ""  # what the message box holds after the last turn
+        self.chat: list[dict[str, Any]] = []  # the chat as the page shows it
 
     def call(self, dep: dict[str, Any], data: list[Any]) -> list[Any]:
         body = {
@@ -69,7 +70,10 @@ class Visitor:
             "trigger_id": dep["targets"][0][0],
             "session_hash": self.session,
         }
-        joined = self.http.post("/queue/join", json=body)
+        data = json.dumps(body).encode()  # ASCII escapes: a lone surrogate goes as \ud800, too
+        joined = self.http.post(
+            "/queue/join", content=data, headers={"content-type": "application/json"}
+        )
         joined.raise_for_status()
         with self.http.stream("GET", "/queue/data", params={"session_hash": self.session}) as s:
             for line in s.iter_lines():
@@ -95,11 +99,15 @@ class Visitor:
         data[kinds.index("textbox")] = text
         data[kinds.index("browserstate")] = self.browser
         out = self.call(dep, data)
-        self.browser = out[self.app.index(dep, "browserstate")]
+        browser = out[self.app.index(dep, "browserstate")]
+        if isinstance(browser, dict) and "visitor" in browser:  # not a skipped update
+            self.browser = browser
         box = out[self.app.index(dep, "textbox")]
         self.text = box.get("value", self.text) if isinstance(box, dict) else (box or "")
         chat = out[self.app.index(dep, "chatbot")]
-        return [{"role": m["role"], "content": _text(m["content"])} for m in chat]
+        if isinstance(chat, list):
+            self.chat = [{"role": m["role"], "content": _text(m["content"])} for m in chat]
+        return self.chat  # an update that changed nothing: the chat as it was
 
     @property
     def owner(self) -> str:

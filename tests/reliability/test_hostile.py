@@ -438,3 +438,35 @@ def test_a_transcript_with_a_1_mb_message(cli: dict[str, Any], tmp_path: Path) -
     )
     assert ctx.returncode == 0, ctx
     assert sum(len(m["content"]) for m in json.loads(ctx.stdout)) < 4000 * 8  # within budget
+
+
+# -- web -------------------------------------------------------------------------------------
+WEB_INPUTS = [
+    "a\x00b",
+    "\x00\x00",
+    "lone \ud800 surrogate",
+    "   ",
+    "x" * (2 * MiB),
+    "'; DROP TABLE messages; --",
+    "../../etc/passwd",
+]
+
+
+def test_hostile_messages_in_the_web_app(web_app: Any) -> None:
+    from .gradio_http import App, Visitor
+
+    visitor = Visitor(App.read(web_app.url))
+    visitor.open()
+    for text in WEB_INPUTS:
+        chat = visitor.send(text)
+        assert chat == [] or chat[-1]["role"] in ("assistant", "user"), chat[-1:]
+    visitor.send("still fine?")
+    visitor.close()
+    no_traceback(web_app.log())
+    [(cid, _, _)] = [row for row in web_app.conversations() if row[1] == visitor.owner]
+    stored = web_app.messages(cid)
+    assert [r for r, _ in stored] == ["user", "assistant"] * (len(stored) // 2)  # whole turns
+    assert all("\x00" not in c for _, c in stored)
+    assert stored[-2:] == [("user", "still fine?"), ("assistant", stored[-1][1])]
+    with closing(sqlite3.connect(web_app.db)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -75,6 +75,7 @@ class ChatHandlers(PageBase):
         if not (text or "").strip():
             yield (gr.skip(),) * (len(TURN) + 6)
             return
+        text = well_formed(text)
         yield from self._turn(text, owner, cid, prefs, browser, request, undo=False)
 
     def regenerate(
@@ -87,7 +88,7 @@ class ChatHandlers(PageBase):
         browser: Any, request: gr.Request,
     ) -> Iterator[Out]:  # fmt: skip
         """Edit-and-resend: only the last user message can be edited (later ones depend on it)."""
-        text = data.value if isinstance(data.value, str) else str(data.value or "")
+        text = well_formed(data.value if isinstance(data.value, str) else str(data.value or ""))
         entry = self.live(owner, self.owned_id(owner, cid), prefs) if prefs else None
         rows = chat_messages(entry.session.history.messages()) if entry else []
         last_user = max((i for i, r in enumerate(rows) if r["role"] == "user"), default=-1)
@@ -248,3 +249,9 @@ class ChatHandlers(PageBase):
                 self.registry.forget_entry(owner, cid)
         except MemchatError:
             pass
+
+
+def well_formed(text: str) -> str:
+    """``text`` with any lone surrogate (a page's script can send one) replaced by U+FFFD: the
+    text goes back to the page, and Gradio's event stream cannot encode it (it cut the stream)."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
