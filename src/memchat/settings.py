@@ -396,4 +396,3 @@ def _is_openai_model(model: str) -> bool:
     from .tokenizers import encoding_name_for
 
     return encoding_name_for(model)[1]
-
