@@ -191,12 +191,29 @@ def test_reset_empties_the_index_and_the_summary() -> None:
     strategy = RecallMemory(index, SummaryMemory(CacheAware(), record))
     session = ChatSession(ScriptedBackend(), strategy=strategy, budget=Budget(300, 50))
     for i in range(5):
-        session.ask(f"message {i}")
+        session.ask(f"message {i} " + "filler words " * 30)
     assert len(index.docs) == 10
     session.reset()
     assert index.docs == {} and session.strategy.summary is None  # type: ignore[attr-defined]
     session.ask("fresh start")
-    assert len(index.docs) == 2
+    assert index.docs == {}  # a conversation that fits the budget is not indexed yet
+
+
+def test_rounds_are_indexed_once_the_conversation_overflows() -> None:
+    """Nothing is embedded while the whole conversation fits (nothing is searched); the turn
+    after which it no longer fits indexes the whole backlog, in upkeep."""
+    index = WordOverlap()
+    session = ChatSession(
+        ScriptedBackend(), strategy=RecallMemory(index, CacheAware()), budget=Budget(400, 50)
+    )
+    session.ask("hello")
+    assert index.docs == {}
+    turns = 1
+    while index.docs == {}:
+        session.ask("tell me more " * 20)
+        turns += 1
+        assert turns < 20
+    assert len(index.docs) == 2 * turns  # every round so far, the first one included
 
 
 def test_a_long_hit_is_ranked_by_its_score_per_token() -> None:

@@ -15,7 +15,8 @@ from memchat.storage import InMemoryStore
 def worker(store: Store, cid: str, backend: ScriptedBackend, **kw: object) -> ChatSession:
     return ChatSession(
         backend, store=store, conversation_id=cid, history=store.load(cid),
-        budget=Budget(4000, 100), strategy=kw.pop("strategy", TokenBudget()), **kw,  # type: ignore[arg-type]
+        budget=kw.pop("budget", Budget(4000, 100)), strategy=kw.pop("strategy", TokenBudget()),  # type: ignore[arg-type]
+        **kw,  # type: ignore[arg-type]
     )  # fmt: skip
 
 
@@ -86,16 +87,19 @@ def test_reload_keeps_the_recall_index_in_step() -> None:
     store, backend = InMemoryStore(), ScriptedBackend(default="ok")
     cid = store.create_conversation("c").id
     index = _Index()
-    a = worker(store, cid, backend, strategy=RecallMemory(index))  # type: ignore[arg-type]
+    # a small budget: rounds are indexed once the conversation overflows it
+    a = worker(store, cid, backend, strategy=RecallMemory(index), budget=Budget(300, 50))  # type: ignore[arg-type]
     b = worker(store, cid, backend)
-    a.ask("one")
+    a.ask("one " * 150)
+    a.ask("more " * 150)
+    assert index.indexed == {m.id for m in store.load(cid)}
     b.reload(store.load(cid))
     b.ask("two")
     b.forget([b.history.rounds[0][0].id])
     a.reload(store.load(cid))
-    a.ask("three")
+    a.ask("three " * 150)
     stored = {m.id for m in store.load(cid)}
-    assert index.indexed == stored  # "one" left the index; "two" and "three" are in it
+    assert index.indexed == stored  # "one" left the index; the rest are in it
 
 
 def test_reload_reads_the_summary_another_worker_saved() -> None:

@@ -256,7 +256,10 @@ class ChatSession:
     def _after_turn(self, notify: Callable[[str], None]) -> None:
         index = self.index
         try:
-            if index is not None:
+            # only once the conversation overflows: until then nothing is searched, and a short
+            # conversation (most API ones) pays no embedding; the first overflow indexes the
+            # backlog here, after the reply, not before the next turn's first token
+            if index is not None and will_search(self.strategy, self.history, self.budget):
                 index.sync(self.history.rounds)
         except Exception as exc:  # noqa: BLE001
             log.warning("indexing the turn failed: %s", exc, exc_info=True)
