@@ -4,6 +4,7 @@
 #   docker build -t memchat .
 #   docker run -p 7860:7860 -v memchat-data:/data memchat
 #   docker run -p 7860:7860 -e MEMCHAT_BACKEND=openai -e OPENAI_API_KEY=sk-… memchat
+#   docker run -p 8000:8000 -v memchat-data:/data memchat python -m memchat serve --host 0.0.0.0
 #
 # See docs/deploy.md for every setting.
 
@@ -31,7 +32,8 @@ ENV PATH=/opt/venv/bin:$PATH \
     GRADIO_SERVER_NAME=0.0.0.0 \
     GRADIO_SERVER_PORT=7860 \
     GRADIO_ANALYTICS_ENABLED=False \
-    MEMCHAT_HOME=/data/memchat
+    MEMCHAT_HOME=/data/memchat \
+    PYTHONPATH=/app/src
 WORKDIR /app
 COPY --chown=memchat app.py ./
 COPY --chown=memchat src ./src

