@@ -47,6 +47,7 @@ __all__ = [
     "BACKEND_NAMES",
     "DEFAULT_OPENAI_MODEL",
     "LOCAL_CONTEXT",
+    "MAX_IDLE_SESSIONS",
     "SERVER_REQUEST",
     "WEB_PAGE",
     "Settings",
@@ -58,6 +59,7 @@ __all__ = [
 BACKEND_NAMES = ("local", "openai", "echo", "fake")
 DEFAULT_OPENAI_MODEL = "gpt-4o-mini"
 LOCAL_CONTEXT = 8192
+MAX_IDLE_SESSIONS = 256  # conversations `memchat serve` and `memchat web` keep live between turns
 WEIGHTS = ("auto", "q8_0", "f16", "original")  # the embedded model's (backends/_llama_convert)
 DEFAULT = "default"
 WEB_PAGE = "web page"  # the source of a value set on the web app's Settings tab

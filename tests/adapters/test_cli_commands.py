@@ -61,7 +61,15 @@ def test_web_passes_the_resolved_settings_to_launch(tmp_path, monkeypatch):
     assert result.exit_code == 0, result.output
     settings, kw = calls[0]
     assert (settings.backend, settings.budget) == ("echo", 900)
-    assert kw == {"host": None, "port": 7999, "users": None}
+    assert kw == {"host": None, "port": 7999, "users": None, "max_idle_sessions": 256}
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "many"])
+def test_web_refuses_a_max_idle_sessions_below_one(tmp_path, monkeypatch, value):
+    monkeypatch.setitem(sys.modules, "memchat.adapters.web", types.ModuleType("unused"))
+    result = invoke(tmp_path, "web", "--max-idle-sessions", value)
+    assert result.exit_code == 2
+    assert "Invalid value for '--max-idle-sessions'" in result.stderr
 
 
 def test_web_without_the_extra_is_a_config_error(tmp_path, monkeypatch):

@@ -111,6 +111,19 @@ def upstream_fresh(upstream: FaultyUpstream) -> FaultyUpstream:
     return upstream
 
 
+def at_debug(args: list[str], logger: str = "") -> list[str]:
+    """A ``python -m memchat …`` command line, with ``logger`` (default: the root) at DEBUG
+    and every record printed on stderr."""
+    at = args.index("-m")
+    assert args[at + 1] == "memchat"
+    main = (
+        "import logging, sys; logging.basicConfig(stream=sys.stderr); "
+        f"logging.getLogger({logger!r}).setLevel(logging.DEBUG); "
+        "from memchat.adapters.cli import main; sys.argv[0] = 'memchat'; main()"
+    )
+    return [*args[:at], "-c", main, *args[at + 2 :]]
+
+
 # -- the CLI ---------------------------------------------------------------------------------
 def run_cli(
     args: Sequence[str], env: Mapping[str, str], stdin: str | None = None, timeout: float = 60

@@ -1,5 +1,6 @@
 """Resource ceilings: a 10,000-turn conversation on every face within a documented peak memory,
-the embedded model loaded once per process however many visitors, idle sessions evicted.
+the embedded model loaded once per process however many visitors, idle sessions evicted
+(``--max-idle-sessions`` of ``memchat serve`` and of ``memchat web``).
 
 Peak memory is the process's own high-water mark (``VmHWM`` in ``/proc/PID/status``) after a
 turn on the conversation, read from outside for the servers and at exit for the library and
@@ -10,6 +11,7 @@ not a memory one).
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -24,8 +26,18 @@ from tests.stubs.serve_process import Served
 import memchat
 from memchat.storage import open_store
 
-from .conftest import SOAK, WebProcess, hermetic_env, report, scale
+from .conftest import (
+    SOAK,
+    WebProcess,
+    at_debug,
+    hermetic_env,
+    no_traceback,
+    provider_flags,
+    report,
+    scale,
+)
 from .gradio_http import App, Visitor
+from .upstream import REPLY, FaultyUpstream
 
 MB = 1024 * 1024
 TURNS = 10_000
@@ -208,6 +220,38 @@ def test_the_server_evicts_idle_sessions(many_store: str, tmp_path: Path) -> Non
             served.url + "/conversations/c0/messages", params={"limit": 2, "order": "desc"}
         )
         assert [m["content"] for m in got.json()["data"]] == ["echo: hi", "hi"]
+
+
+def test_the_web_app_evicts_idle_sessions(upstream: FaultyUpstream, tmp_path: Path) -> None:
+    args = [*provider_flags(upstream.url), "--max-idle-sessions", "2"]
+    web = WebProcess(args, hermetic_env(tmp_path), tmp_path / "web.db")
+    web.args = at_debug(web.args, "memchat.web")  # an eviction is logged at DEBUG
+    with web:
+        app = App.read(web.url)
+        visitors = [Visitor(app) for _ in range(6)]
+        for n, visitor in enumerate(visitors):
+            visitor.open()
+            assert visitor.send(f"I am visitor {n}.")[-1]["content"] == REPLY
+        first = visitors[0]
+        assert first.send("Who am I?")[-1]["content"] == REPLY
+        sent = upstream.chat_requests[-1].body["messages"]
+        log = web.log()
+        for visitor in visitors:
+            visitor.close()
+    evicted = re.findall(r"conversation (\S+) evicted from memory", log)
+    report(
+        f"web, 6 visitors one after another with --max-idle-sessions 2: {len(evicted)} "
+        "sessions evicted; the first visitor's next turn resumed its conversation whole"
+    )
+    # visitors 0-3 make way for 2-5, then visitor 4 for visitor 0 (never more than 2 live)
+    assert len(evicted) == 5 and evicted[0] == first.browser["conversation"], log
+    # the evicted conversation was rebuilt from the store: its earlier turn went upstream
+    assert [(m["role"], m["content"]) for m in sent if m["role"] != "system"] == [
+        ("user", "I am visitor 0."),
+        ("assistant", REPLY),
+        ("user", "Who am I?"),
+    ]
+    no_traceback(log)
 
 
 # -- the embedded model ------------------------------------------------------------------------

@@ -28,24 +28,21 @@ import memchat
 from memchat.backends.openai_compat import OpenAIBackend
 from memchat.storage import open_store
 
-from .conftest import PROVIDER_KEY, TIMEOUT, WebProcess, hermetic_env, provider_flags, run_cli
+from .conftest import (
+    PROVIDER_KEY,
+    TIMEOUT,
+    WebProcess,
+    at_debug,
+    hermetic_env,
+    provider_flags,
+    run_cli,
+)
 from .gradio_http import App, Visitor
 from .upstream import FaultyUpstream
 
 FLAG_KEY = "sk-flag-given-" + "6" * 30  # a provider key given as --api-key
 SERVER_FLAG_KEY = "mc-flag-" + "8" * 32  # memchat serve --keys
 SECRETS = (PROVIDER_KEY, FLAG_KEY, SERVER_FLAG_KEY)
-DEBUG_MAIN = (
-    "import logging, sys; logging.basicConfig(level=logging.DEBUG, stream=sys.stderr); "
-    "from memchat.adapters.cli import main; sys.argv[0] = 'memchat'; main()"
-)
-
-
-def at_debug(args: list[str]) -> list[str]:
-    """A ``python -m memchat …`` command line, with the root logger at DEBUG."""
-    at = args.index("-m")
-    assert args[at + 1] == "memchat"
-    return [*args[:at], "-c", DEBUG_MAIN, *args[at + 2 :]]
 
 
 def echoing(up: FaultyUpstream, name: str, key: str = PROVIDER_KEY) -> str:

@@ -19,6 +19,7 @@ from typing import Any
 import click
 
 from ...core.errors import ConfigError, MemchatError
+from ...settings import MAX_IDLE_SESSIONS
 from ._chat import chat
 from ._common import App, fail, settings_options
 from ._conversations import conversations, export, import_
@@ -89,9 +90,17 @@ def cli(ctx: click.Context) -> None:
 @click.option("--host", metavar="HOST", help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, metavar="PORT", help="Port (default 7860).")
 @click.option("--users", metavar="NAME:PW,…", help="Require these logins (or MEMCHAT_USERS).")
+@click.option(
+    "--max-idle-sessions",
+    type=click.IntRange(min=1),
+    default=MAX_IDLE_SESSIONS,
+    show_default=True,
+    help="Conversations kept in memory between turns (the rest reload from the store).",
+)
 @settings_options()
 @click.pass_obj
-def web(app: App, /, host: str | None, port: int | None, users: str | None, **flags: Any) -> None:
+def web(app: App, /, host: str | None, port: int | None, users: str | None,
+        max_idle_sessions: int, **flags: Any) -> None:  # fmt: skip
     """Serve the web UI (Gradio; needs the web extra)."""
     settings = app.settings(flags)
     try:
@@ -100,7 +109,7 @@ def web(app: App, /, host: str | None, port: int | None, users: str | None, **fl
         raise ConfigError(
             f'the web UI is not installed ({exc}): pip install "memchat[web]"'
         ) from exc
-    launch(settings, host=host, port=port, users=users)
+    launch(settings, host=host, port=port, users=users, max_idle_sessions=max_idle_sessions)
 
 
 for _command in (chat, ask, context, config, conversations, export, import_, keys):

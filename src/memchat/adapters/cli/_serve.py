@@ -22,7 +22,7 @@ import click
 from ...core.errors import ConfigError
 from ...core.keys import KeyStore
 from ...core.store import ConversationLocks, Store
-from ...settings import Settings
+from ...settings import MAX_IDLE_SESSIONS, Settings
 from ._common import App, settings_options
 
 __all__ = ["serve"]
@@ -108,7 +108,7 @@ def _workers(app: App, settings: Settings, store: Store | None, workers: int) ->
 @click.option(
     "--max-idle-sessions",
     type=click.IntRange(min=1),
-    default=256,
+    default=MAX_IDLE_SESSIONS,
     show_default=True,
     help="Conversations kept in memory between turns (the rest reload from the store).",
 )

@@ -33,6 +33,7 @@ from starlette.requests import Request
 from ...core.backend import GenerationParams
 from ...core.errors import ConfigError, InputError
 from ...core.messages import Message
+from ...settings import MAX_IDLE_SESSIONS
 from ._errors import ApiError, invalid
 
 __all__ = [
@@ -66,7 +67,7 @@ class ServerLimits:
     max_json_depth: int = 64
     max_message_bytes: int = 1 * MiB
     max_concurrent_turns: int = 128
-    max_idle_sessions: int = 256
+    max_idle_sessions: int = MAX_IDLE_SESSIONS
 
     def __post_init__(self) -> None:
         for f in fields(self):

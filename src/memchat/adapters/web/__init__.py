@@ -18,7 +18,7 @@ from typing import Any
 import gradio as gr
 
 from ...core.store import Store
-from ...settings import Settings
+from ...settings import MAX_IDLE_SESSIONS, Settings
 from ...strategies import STRATEGY_NAMES
 from ...wiring import build_store
 from ._chat import ChatHandlers
@@ -57,8 +57,11 @@ def _build(
     backend_factory: BackendFactory | None,
     store: Store | None,
     users: dict[str, str],
+    max_idle_sessions: int = MAX_IDLE_SESSIONS,
 ) -> tuple[gr.Blocks, Page]:
-    registry = Registry(settings, store or _open_store(settings), backend_factory)
+    registry = Registry(
+        settings, store or _open_store(settings), backend_factory, max_idle_sessions
+    )
     export_dir = Path(tempfile.mkdtemp(prefix="memchat-web-"))
     page = Page(registry, export_dir, bool(users))
     with gr.Blocks(title="memchat", analytics_enabled=False, fill_height=True) as demo:
@@ -247,14 +250,16 @@ def launch(
     block: bool = True,
     backend_factory: BackendFactory | None = None,
     store: Store | None = None,
+    max_idle_sessions: int = MAX_IDLE_SESSIONS,
 ) -> gr.Blocks:
-    """Serve the app (``memchat web``). ``users`` is "name:password,…" (default: settings).
+    """Serve the app (``memchat web``). ``users`` is "name:password,…" (default: settings);
+    ``max_idle_sessions`` conversations stay in memory between turns (the rest reload).
 
     ``host``/``port`` default to Gradio's (``GRADIO_SERVER_NAME``/``PORT`` env, as on Spaces,
     else 127.0.0.1:7860). The server's default backend is loaded before the page opens.
     """
     accounts = parse_users(users if users is not None else settings.users)
-    demo, page = _build(settings, backend_factory, store, accounts)
+    demo, page = _build(settings, backend_factory, store, accounts, max_idle_sessions)
     page.registry.build(Prefs.from_settings(settings))  # load the model once, up front
     demo.queue(default_concurrency_limit=4)
     demo.launch(

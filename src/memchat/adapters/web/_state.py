@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import re
 import secrets
 import threading
@@ -23,7 +24,7 @@ from ...core.backend import ChatBackend
 from ...core.errors import ConfigError, NotFound
 from ...core.session import ChatSession
 from ...core.store import ConversationInfo, Store
-from ...settings import WEB_PAGE, Settings
+from ...settings import MAX_IDLE_SESSIONS, WEB_PAGE, Settings
 from ...wiring import build_backend, build_session
 
 __all__ = [
@@ -36,6 +37,8 @@ __all__ = [
     "parse_users",
     "stable_secret",
 ]
+
+log = logging.getLogger("memchat.web")
 
 BackendFactory = Callable[[Settings], ChatBackend]
 
@@ -189,7 +192,8 @@ class Entry:
 
 
 class Registry:
-    """Sessions keyed by (owner, conversation id), least recently used dropped past ``capacity``.
+    """Sessions keyed by (owner, conversation id), least recently used dropped past ``capacity``
+    (``memchat web --max-idle-sessions``); a dropped one is rebuilt from the store when needed.
 
     Backends are shared by settings fingerprint: the server's default backend (the embedded
     model) is built once (it serialises its own replies); a visitor's own provider gets its own
@@ -201,7 +205,7 @@ class Registry:
         settings: Settings,
         store: Store,
         backend_factory: BackendFactory | None = None,
-        capacity: int = 256,
+        capacity: int = MAX_IDLE_SESSIONS,
     ) -> None:
         self.settings = settings
         self.store = store
@@ -247,7 +251,8 @@ class Registry:
             entry = Entry(session, fingerprint)
             self._entries[key] = entry
             while len(self._entries) > self._capacity:
-                self._entries.popitem(last=False)
+                (_, evicted), _ = self._entries.popitem(last=False)
+                log.debug("conversation %s evicted from memory (idle)", evicted)
             return entry
 
     def peek(self, owner: str, conversation_id: object) -> Entry | None:
