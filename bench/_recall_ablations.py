@@ -40,7 +40,23 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"names": 0.0},
     ),
     "abl:bm25-half": ("BM25 weighted 0.5 in the fusion", {}, {"weights": (0.5, 1.0, 1.0)}),
-    "abl:rrf-k10": ("fusion constant k = 10 (default 60)", {}, {"rrf_k": 10}),
+    "abl:rrf": (
+        "reciprocal rank fusion, k = 60 (default: standard scores)",
+        {},
+        {"fusion": "rrf"},
+    ),
+    "abl:no-day": ("no raise for a day holding several good hits", {}, {"day": 0.0}),
+    "abl:dates-1.0": (
+        "the raise for a day the question names 1.0 (default 0.5)",
+        {},
+        {"date_boost": 1.0},
+    ),
+    "abl:before": (
+        "the three together, as `recall` ranked before: reciprocal rank fusion, no day raise, "
+        "dates raised 1.0",
+        {},
+        {"fusion": "rrf", "day": 0.0, "date_boost": 1.0},
+    ),
     "abl:feedback": (
         "pseudo-relevance feedback: the query vector + 1.0 x the mean of the 5 best first-pass "
         "hits' vectors, searched again (off by default)",

@@ -43,7 +43,7 @@ BASELINES = ("recency", "bm25-turns", "embed-turns")
 # for chats whose replies are long), asked only the questions whose evidence is user messages
 LONG_CHATS = 4
 LONG_REPLY = 800
-LONG_STRATEGIES = ("recall", "abl:by-score", "recall-local@embedded")
+LONG_STRATEGIES = ("recall", "abl:by-score", "abl:before", "recall-local@embedded")
 
 
 def data_dir() -> Path | None:

@@ -16,6 +16,7 @@ from memchat.retrieval import (
     VectorIndex,
     default_embedder,
     reciprocal_rank_fusion,
+    standard_score_fusion,
 )
 from memchat.retrieval.lexical import names, without_names
 from memchat.storage import InMemoryStore
@@ -42,6 +43,45 @@ def test_reciprocal_rank_fusion_by_hand() -> None:
     assert weighted[0][0] == "c"
     with pytest.raises(UsageError):
         reciprocal_rank_fusion([lexical], weights=[1.0, 2.0])
+
+
+def test_standard_score_fusion_by_hand() -> None:
+    lexical = [("a", 9.0), ("b", 5.0), ("c", 1.0)]
+    dense = [("c", 0.9), ("a", 0.8), ("d", 0.1)]
+    lex_sd, dense_sd = np.std([9.0, 5.0, 1.0]), np.std([0.9, 0.8, 0.1])
+    fused = standard_score_fusion([lexical, dense])
+    assert fused["a"] == pytest.approx(8 / lex_sd + 0.7 / dense_sd)
+    assert fused["b"] == pytest.approx(4 / lex_sd)
+    assert fused["c"] == pytest.approx(0.8 / dense_sd)
+    assert fused["d"] == 0.0  # the lowest listed hit of its only ranking
+    assert standard_score_fusion([lexical, dense], weights=[0.0, 1.0]).keys() == {"c", "a", "d"}
+    assert standard_score_fusion([[("x", 3.0), ("y", 3.0)], []]) == {"x": 1.0, "y": 1.0}
+    with pytest.raises(UsageError):
+        standard_score_fusion([lexical], weights=[1.0, 2.0])
+
+
+def test_a_day_holding_several_hits_raises_its_messages() -> None:
+    """Four messages match "kettle" equally; three were said on one day. With the day raise,
+    the lone one on another day ranks last; without it, all four score the same."""
+    day = 86_400.0
+    texts = [(0, "blue kettle"), (0, "old kettle"), (0, "new kettle"), (1, "red kettle"),
+             (1, "walk in the park"), (1, "cat nap on the sofa")]  # fmt: skip
+    rounds = [
+        (Message("user", text, id=f"m{i}", created_at=10 * day + d * day + i),)
+        for i, (d, text) in enumerate(texts)
+    ]
+
+    def scores(raise_by: float) -> dict[str, float]:
+        index = ConversationIndex("bm25", neighbour=0.0, date_boost=0.0, day=raise_by)
+        index.sync(rounds)
+        return dict(index.search("kettle", 6))
+
+    plain, raised = scores(0.0), scores(0.3)
+    assert len({plain[k] for k in ("m0", "m1", "m2", "m3")}) == 1
+    assert min(("m0", "m1", "m2", "m3"), key=lambda k: raised[k]) == "m3"
+    assert raised["m0"] > plain["m0"]
+    with pytest.raises(ConfigError):
+        ConversationIndex("bm25", fusion="max")
 
 
 def test_bm25_tail_scores_match_a_rebuilt_index() -> None:

@@ -7,7 +7,7 @@ one raises ConfigError naming the extra.
 """
 
 from .embedder import EMBED_HINT, MODEL_ID, OnnxEmbedder, default_embedder
-from .fusion import reciprocal_rank_fusion
+from .fusion import reciprocal_rank_fusion, standard_score_fusion
 from .index import RETRIEVAL_MODES, ConversationIndex, context_text
 from .lexical import Bm25Index
 from .vectors import VectorIndex
@@ -23,4 +23,5 @@ __all__ = [
     "context_text",
     "default_embedder",
     "reciprocal_rank_fusion",
+    "standard_score_fusion",
 ]
