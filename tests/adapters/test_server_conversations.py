@@ -84,7 +84,11 @@ def test_create_without_a_body_picks_an_id(running: Running) -> None:
         pytest.param(b'{"title": "two\\nlines"}', 400, "title", id="two-line-title"),
         pytest.param(b'{"metadata": {"n": 1}}', 400, "metadata.n", id="metadata-value"),
         pytest.param(b'{"metadata": []}', 400, "metadata", id="metadata-type"),
-        pytest.param(b'{"items": []}', 400, "items", id="unknown-field"),
+        pytest.param(b'{"colour": "red"}', 400, "colour", id="unknown-field"),
+        pytest.param(
+            b'{"items": [{"role": "user", "content": "hi"}]}', 400, "items[0]", id="lone-user-item"
+        ),
+        pytest.param(b'{"items": {}}', 400, "items", id="items-not-an-array"),
     ],
 )
 def test_create_refuses_bad_input(running: Running, body: bytes, status: int, param: str) -> None:
@@ -303,7 +307,7 @@ def test_the_openai_sdks_conversations_resource_reads_our_answers(running: Runni
     updated = client.conversations.update("sdk-1", metadata={"team": "red"})
     assert updated.metadata == {"team": "red"}
     gone = client.conversations.delete("sdk-1")
-    assert (gone.id, gone.deleted) == ("sdk-1", True)
+    assert (gone.id, gone.object, gone.deleted) == ("sdk-1", "conversation.deleted", True)
     with pytest.raises(openai.NotFoundError):
         client.conversations.retrieve("sdk-1")
 

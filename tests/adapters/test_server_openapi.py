@@ -27,6 +27,8 @@ ROUTES = {  # every route build_server makes, by path and methods
     "/v1/conversations/{cid}/messages/{mid}": {"delete"},
     "/v1/conversations/{cid}/messages/{mid}/pin": {"post", "delete"},
     "/v1/conversations/{cid}/context": {"get"},
+    "/v1/conversations/{cid}/items": {"get", "post"},
+    "/v1/conversations/{cid}/items/{iid}": {"get", "delete"},
 }  # fmt: skip
 
 

@@ -8,7 +8,8 @@
                                 (``_responses``)
     GET  /openapi.json          the OpenAPI 3.1 document of these routes (``_openapi``)
     /v1/conversations…          create, list, get, rename, delete, fork; messages, pin, forget;
-                                the last turn's context (``_conversations``)
+                                the last turn's context (``_conversations``); items, as the
+                                openai SDK's Conversations API reads them (``_items``)
 
 Stateless by default: the client's messages are the history (untrusted: roles, content and
 sizes are checked) and memchat's strategy trims them to the budget. Stateful when the request

@@ -13,7 +13,8 @@ Everything here is blocking (it reads the store): the endpoints run it on a work
 
 The conversations API, OpenAI-shaped JSON under ``/v1/conversations``.
 
-    POST   /v1/conversations                         create ({id?, title? | name?, metadata?})
+    POST   /v1/conversations                         create ({id?, title? | name?, metadata?,
+                                                     items?})
     GET    /v1/conversations?limit=&after=           list, most recently updated first
     GET    /v1/conversations/{id}                    one conversation
     POST   /v1/conversations/{id}  (or PATCH)        rename / new metadata ({title?, metadata?})
@@ -23,10 +24,16 @@ The conversations API, OpenAI-shaped JSON under ``/v1/conversations``.
     POST   /v1/conversations/{id}/messages/{mid}/pin      (DELETE …/pin unpins)
     DELETE /v1/conversations/{id}/messages/{mid}          forget it (store, recall index, summary)
     GET    /v1/conversations/{id}/context            what the last turn sent, and why
+    GET    /v1/conversations/{id}/items?limit=&after=&order=asc|desc (default desc)&include=
+    POST   /v1/conversations/{id}/items              {items: [whole rounds]}: added, no reply
+    GET    /v1/conversations/{id}/items/{iid}        one item
+    DELETE /v1/conversations/{id}/items/{iid}        forget it (as above); the conversation
 
-Pin and forget go through the conversation's session, held like a turn (409 while a turn runs,
-a wait during its upkeep, across workers too), so the recall index and the summary follow.
-Delete holds the conversation the same way. A chat request that names an unknown id creates
+Items are the messages in the OpenAI Conversations API's shape (``_items``: what an item is,
+and why only whole rounds are added). Pin, forget and adding items go through the
+conversation's session, held like a turn (409 while a turn runs, a wait during its upkeep,
+across workers too), so the recall index and the summary follow. Delete holds the
+conversation the same way. A chat request that names an unknown id creates
 it: POST here is for a title or metadata up front, or to be told the id is taken (409).
 """
 
@@ -45,8 +52,10 @@ from starlette.responses import JSONResponse, Response
 from ...core.errors import AlreadyExists, NotFound
 from ...core.messages import Message
 from ...core.store import ConversationInfo, Store
+from ...core.tokens import message_tokens
 from ._context import render_context
 from ._errors import ApiError, invalid
+from ._items import check_include, item_json, parse_items
 from ._request import ServerLimits, parse_json, read_body
 from ._sessions import Sessions
 
@@ -194,8 +203,10 @@ class Conversations:
         return self.store.get_conversation(made.id)
 
     def messages(
-        self, owner: str, name: str, limit: int, after: str | None, order: str
-    ) -> dict[str, Any]:
+        self, owner: str, name: str, limit: int, after: str | None, order: str,
+        render: Callable[[Message], dict[str, Any]] = message_json,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A page of the conversation's messages, each rendered by ``render``."""
         info = self.find(owner, name)
         stored = self.store.load(info.id)
         if order == "desc":
@@ -206,7 +217,7 @@ class Conversations:
             if at is None:
                 raise NotFound(f"no message {after!r} in conversation {name!r}")
             start = at + 1
-        data = [message_json(m) for m in stored[start : start + limit]]
+        data = [render(m) for m in stored[start : start + limit]]
         return _page(data, has_more=start + limit < len(stored))
 
 
@@ -244,6 +255,8 @@ class ConversationsApi:
             (base + "/{cid}/messages/{mid}", ["DELETE"], self.forget),
             (base + "/{cid}/messages/{mid}/pin", ["POST", "DELETE"], self.pin),
             (base + "/{cid}/context", ["GET"], self.context),
+            (base + "/{cid}/items", ["GET", "POST"], self.items),
+            (base + "/{cid}/items/{iid}", ["GET", "DELETE"], self.item),
         ]
 
     # -- endpoints ----------------------------------------------------------------------------
@@ -252,12 +265,20 @@ class ConversationsApi:
             limit, after = _limit(request), request.query_params.get("after")
             return await _json(self.conversations.page, owner, limit, after)
         body = await self._body(request, optional=True)
-        _known(body, ("id", "title", "name", "metadata"))
+        _known(body, ("id", "title", "name", "metadata", "items"))
         name = _string(body, "id")
         title, metadata = _title(body) or "", _metadata(body)
+        seed = [] if body.get("items") is None else parse_items(body["items"], self.limits,
+                                                                 required=False)  # fmt: skip
 
         def create() -> dict[str, Any]:
             info = self.conversations.create(owner, name, title, metadata)
+            if seed:
+                try:
+                    info = self._add(info, seed)
+                except BaseException:
+                    self.conversations.store.delete_conversation(info.id)
+                    raise
             return conversation_json(owner, info)
 
         return await _json(create)
@@ -293,9 +314,7 @@ class ConversationsApi:
         return await _json(fork)
 
     async def messages(self, request: Request, owner: str) -> Response:
-        order = request.query_params.get("order", "asc")
-        if order not in ("asc", "desc"):
-            raise invalid(f"'order' is asc or desc, got {order!r}", "order")
+        order = _order(request, "asc")
         limit, after = _limit(request), request.query_params.get("after")
         cid = request.path_params["cid"]
         return await _json(self.conversations.messages, owner, cid, limit, after, order)
@@ -317,6 +336,34 @@ class ConversationsApi:
             return render_context(cid, store.get_turn_context(info.id), store.load(info.id))
 
         return await _json(answer)
+
+    async def items(self, request: Request, owner: str) -> Response:
+        cid = request.path_params["cid"]
+        check_include(request)
+        if request.method == "GET":
+            order = _order(request, "desc")
+            limit, after = _limit(request), request.query_params.get("after")
+            page = self.conversations.messages
+            return await _json(page, owner, cid, limit, after, order, item_json)
+        body = await self._body(request)
+        _known(body, ("items",))
+        if "items" not in body:
+            raise invalid("'items' is required: the messages to add", "items",
+                          "missing_required_parameter")  # fmt: skip
+        seed = parse_items(body["items"], self.limits)
+
+        def add() -> dict[str, Any]:
+            self._add(self._find(owner, cid), seed)
+            return _page([item_json(m) for m in seed], has_more=False)
+
+        return await _json(add)
+
+    async def item(self, request: Request, owner: str) -> Response:
+        cid, iid = request.path_params["cid"], request.path_params["iid"]
+        if request.method == "DELETE":
+            return await _json(self._forget_item, owner, cid, iid)
+        check_include(request)
+        return await _json(lambda: item_json(self._message(owner, cid, iid)))
 
     # -- blocking parts -----------------------------------------------------------------------
     def _find(self, owner: str, cid: str) -> ConversationInfo:
@@ -352,6 +399,30 @@ class ConversationsApi:
             return message_json(session.history.find(mid))
         finally:
             hold.release()
+
+    def _add(self, info: ConversationInfo, messages: list[Message]) -> ConversationInfo:
+        """Append whole rounds (``_items.parse_items``) through the session, with no reply."""
+        session, hold = self.sessions.hold(info.id, info)
+        try:
+            for m in messages:
+                message_tokens(m, session.counter)
+            self.conversations.store.append(info.id, messages)
+            session.history.extend(messages)
+        finally:
+            hold.release()
+        return self.conversations.store.get_conversation(info.id)
+
+    def _message(self, owner: str, cid: str, mid: str) -> Message:
+        info = self._find(owner, cid)
+        found = next((m for m in self.conversations.store.load(info.id) if m.id == mid), None)
+        if found is None:
+            raise NotFound(f"no item {mid!r} in conversation {cid!r}")
+        return found
+
+    def _forget_item(self, owner: str, cid: str, mid: str) -> dict[str, Any]:
+        """Forget the message as ``DELETE …/messages/{mid}`` does; the conversation after."""
+        self._edit(owner, cid, mid, None)
+        return conversation_json(owner, self._find(owner, cid))
 
     async def _body(self, request: Request, *, optional: bool = False) -> dict[str, Any]:
         """The JSON object sent; with ``optional``, no body at all is an empty one."""
@@ -404,6 +475,13 @@ def _metadata(body: dict[str, Any]) -> dict[str, str] | None:
                        f"values strings of at most {METADATA_VALUE}")  # fmt: skip
             raise invalid(message, f"metadata.{k}"[:100])
     return dict(value)
+
+
+def _order(request: Request, default: str) -> str:
+    order = request.query_params.get("order", default)
+    if order not in ("asc", "desc"):
+        raise invalid(f"'order' is asc or desc, got {order!r}"[:200], "order")
+    return order
 
 
 def _limit(request: Request) -> int:

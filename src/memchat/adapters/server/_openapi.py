@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._items import INCLUDABLE, MAX_ITEMS
+
 __all__ = ["openapi"]
 
 J = dict[str, Any]
@@ -169,6 +171,19 @@ def page(item: J) -> J:
                ("object", "data", "has_more"))  # fmt: skip
 
 
+ITEM = obj(
+    {"type": {"const": "message"}, "id": STRING, "role": {"enum": ["user", "assistant", "system"]},
+     "status": {"const": "completed"}, "content": {"type": "array", "items": obj(
+         {"type": {"enum": ["input_text", "output_text"]}, "text": STRING,
+          "annotations": {"type": "array"}}, ("type", "text"))}},
+    ("type", "id", "role", "status", "content"), extra=True,
+)  # fmt: skip
+NEW_ITEMS: J = {"type": "array", "maxItems": MAX_ITEMS, "items": obj(
+    {"type": {"const": "message"}, "role": {"enum": ["user", "assistant"]},
+     "content": {"anyOf": [STRING, {"type": "array", "items": INPUT_PART}]}, "id": STRING,
+     "status": STRING}, ("role", "content"))}  # fmt: skip
+
+
 ERROR = obj({"error": obj({"message": STRING, "type": STRING, "code": nullable(STRING),
                            "param": nullable(STRING)}, ("message", "type", "code", "param"))},
             ("error",))  # fmt: skip
@@ -177,14 +192,16 @@ TITLED = {"title": {**STRING, "maxLength": 200}, "name": {**STRING, "maxLength":
 
 
 def _conversations() -> J:
-    cid, mid = path_param("cid"), path_param("mid")
+    cid, mid, iid = path_param("cid"), path_param("mid"), path_param("iid")
+    include = query("include", {"type": "array", "items": {"enum": list(INCLUDABLE)}})
     one = "/v1/conversations/{cid}"
     limit, after = query("limit", {**INT, "minimum": 1, "maximum": 100}), query("after", STRING)
     update = op("Rename or set metadata", CONVERSATION, obj(TITLED), params=(cid,))
     return {
         "/v1/conversations": {
             "get": op("List conversations", page(CONVERSATION), params=(limit, after)),
-            "post": op("Create a conversation", CONVERSATION, obj({"id": STRING, **TITLED})),
+            "post": op("Create a conversation", CONVERSATION,
+                       obj({"id": STRING, **TITLED, "items": NEW_ITEMS})),
         },
         one: {
             "get": op("A conversation", CONVERSATION, params=(cid,)),
@@ -203,6 +220,17 @@ def _conversations() -> J:
         one + "/context": {"get": op("What the last turn sent, and why",
                                      obj({"object": {"const": "conversation.context"}},
                                          ("object",), True), params=(cid,))},
+        one + "/items": {
+            "get": op("List items (messages), newest first by default", page(ITEM), params=(
+                cid, limit, after, query("order", {"enum": ["asc", "desc"]}), include)),
+            "post": op("Add whole rounds (no reply is generated)", page(ITEM),
+                       obj({"items": {**NEW_ITEMS, "minItems": 1}}, ("items",)),
+                       params=(cid, include)),
+        },
+        one + "/items/{iid}": {
+            "get": op("An item", ITEM, params=(cid, iid, include)),
+            "delete": op("Forget an item; the conversation", CONVERSATION, params=(cid, iid)),
+        },
     }  # fmt: skip
 
 

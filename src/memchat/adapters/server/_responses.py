@@ -43,12 +43,12 @@ from ...core.reply import Reply
 from ...core.store import ResponseRecord, ResponseStore
 from ._conversations import api_id
 from ._errors import invalid
+from ._items import parse_item
 from ._request import (
     INT64,
     ChatRequest,
     ServerLimits,
     _integer,
-    _message,
     _number,
     _typed,
     unsupported,
@@ -65,8 +65,6 @@ KNOWN = frozenset(
      "parallel_tool_calls", "reasoning", "text", "background", "include", "truncation",
      "max_tool_calls", "top_logprobs", "prompt", "stream_options", *HARMLESS}
 )  # fmt: skip
-TEXT_PARTS = {"user": "input_text", "system": "input_text", "developer": "input_text",
-              "assistant": "output_text"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -174,43 +172,10 @@ def _input(raw: Any, limits: ServerLimits) -> list[Message]:
         raw = [{"role": "user", "content": raw}]
     if not isinstance(raw, list) or not raw:
         raise invalid("'input' must be a string or a non-empty array of messages", "input")
-    messages = [_item(item, f"input[{i}]", limits) for i, item in enumerate(raw)]
+    messages = [parse_item(item, f"input[{i}]", limits) for i, item in enumerate(raw)]
     if messages[-1].role != "user":
         raise invalid("the last input message must be from the user", f"input[{len(raw) - 1}]")
     return messages
-
-
-def _item(item: Any, where: str, limits: ServerLimits) -> Message:
-    if not isinstance(item, dict):
-        raise invalid(f"{where} must be an object", where, "invalid_type")
-    if item.get("type", "message") != "message":
-        raise unsupported(f"{where}.type", f"{item.get('type')!r} items are not supported; "
-                          "only messages")  # fmt: skip
-    for key in item:
-        if key not in ("type", "role", "content", "id", "status"):
-            raise invalid(f"unrecognized field in {where}: {key}", f"{where}.{key}",
-                          "unknown_parameter")  # fmt: skip
-    role = item.get("role")
-    if role not in TEXT_PARTS:
-        raise invalid(f"{where}.role must be user, system, developer or assistant, got "
-                      f"{str(role)[:50]!r}", f"{where}.role")  # fmt: skip
-    content = item.get("content")
-    if isinstance(content, list):
-        content = "".join(_part(part, f"{where}.content[{j}]") for j, part in enumerate(content))
-    elif not isinstance(content, str):
-        raise invalid(f"{where}.content must be a string or an array of text parts",
-                      f"{where}.content", "invalid_type")  # fmt: skip
-    return _message({"role": role, "content": content}, where, limits)
-
-
-def _part(part: Any, where: str) -> str:
-    kind = part.get("type") if isinstance(part, dict) else type(part).__name__
-    if kind not in ("input_text", "output_text"):
-        raise unsupported(where, f"is a {kind!r} part; only text parts are supported")
-    text = part.get("text")
-    if not isinstance(text, str):
-        raise invalid(f"{where}.text must be a string", f"{where}.text", "invalid_type")
-    return text
 
 
 # -- the response ----------------------------------------------------------------------------
