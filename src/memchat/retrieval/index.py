@@ -34,7 +34,7 @@ from ..core.history import Round
 from ..core.messages import Message
 from ..core.store import Store
 from .embedder import OnnxEmbedder, default_embedder, require
-from .fusion import reciprocal_rank_fusion, standard_score_fusion
+from .fusion import RRF_K, reciprocal_rank_fusion, standard_score_fusion
 from .lexical import Bm25Index, names, without_names
 from .vectors import VectorIndex
 from .when import Named, day_keys, named_dates
@@ -49,7 +49,6 @@ FUSIONS = ("z", "rrf")
 # chats recall at 1,000 tokens 0.683 -> 0.703, on the long-replies stand-in 0.784 -> 0.822
 # (docs/benchmarks.md, abl:rrf, abl:no-day)
 FUSION = "z"
-RRF_K = 60  # Cormack et al.'s constant, with fusion="rrf"; measured best with three rankings
 NEIGHBOUR = 0.3  # share of the better neighbour's score a message gains
 DATE_BOOST = 0.5  # a message of a day the query names gains this x the best fused score
 DAY = 0.3  # a message gains this x the best score x its day's share of the hits
