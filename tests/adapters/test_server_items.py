@@ -15,12 +15,11 @@ import openai
 import pytest
 from openai.types.conversations import Conversation, ConversationItemList, Message
 from openai.types.responses import ResponseInputText, ResponseOutputText
-from tests.stubs.memchat_server import Running
+from tests.stubs.memchat_server import Running, proxying
 from tests.stubs.openai_stub import OpenAIStub, ok
 
 from memchat.adapters.server import HEADER
 from memchat.backends.fake import EchoBackend
-from memchat.backends.openai_compat import OpenAIBackend
 from memchat.core import Budget
 from memchat.core import Message as Stored
 from memchat.core.keys import key_owner
@@ -30,11 +29,8 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "server.md"
 
 @pytest.fixture
 def proxied() -> Iterator[tuple[Running, OpenAIStub]]:
-    with OpenAIStub() as stub:
-        backend = OpenAIBackend("gpt-4o-mini", base_url=stub.url, api_key="k", max_retries=0)
-        with Running(backend, budget=Budget(4000, 500), keys=frozenset({"ka", "kb"})) as r:
-            yield r, stub
-        backend.close()
+    with proxying() as served:
+        yield served
 
 
 def say(r: Running, cid: str, text: str, key: str = "ka") -> None:

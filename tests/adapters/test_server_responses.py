@@ -12,22 +12,18 @@ from typing import Any
 import openai
 import pytest
 from starlette.testclient import TestClient
-from tests.stubs.memchat_server import Running
+from tests.stubs.memchat_server import Running, proxying
 from tests.stubs.openai_stub import OpenAIStub, cut_mid_stream, ok
 
 from memchat.adapters.server import build_server
 from memchat.backends.fake import EchoBackend
-from memchat.backends.openai_compat import OpenAIBackend
-from memchat.core import Budget, ChatSession
+from memchat.core import ChatSession
 
 
 @pytest.fixture
 def proxied() -> Iterator[tuple[Running, OpenAIStub]]:
-    with OpenAIStub() as stub:
-        backend = OpenAIBackend("gpt-4o-mini", base_url=stub.url, api_key="k", max_retries=0)
-        with Running(backend, budget=Budget(4000, 500), keys=frozenset({"ka", "kb"})) as r:
-            yield r, stub
-        backend.close()
+    with proxying() as served:
+        yield served
 
 
 def sent(stub: OpenAIStub, n: int = -1) -> list[tuple[str, str]]:

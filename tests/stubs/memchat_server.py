@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import httpx
@@ -24,7 +25,7 @@ from memchat.adapters.server._auth import Auth
 from memchat.core import Budget, ChatBackend, ChatSession, MemoryStrategy, Message, TokenBudget
 from memchat.storage import open_store
 
-__all__ = ["Running"]
+__all__ = ["Running", "proxying"]
 
 
 class Running:
@@ -103,3 +104,18 @@ class Running:
         self.server.should_exit = True
         self.thread.join(5)
         self.sock.close()
+
+
+@contextmanager
+def proxying(keys: frozenset[str] = frozenset({"ka", "kb"})) -> Iterator[tuple[Running, Any]]:
+    """A server on the OpenAI-compatible backend in front of a fresh ``OpenAIStub`` (keys
+    ``ka``/``kb``, a 4,000-token budget): ``(running server, stub)``."""
+    from memchat.backends.openai_compat import OpenAIBackend
+
+    from .openai_stub import OpenAIStub
+
+    with OpenAIStub() as stub:
+        backend = OpenAIBackend("gpt-4o-mini", base_url=stub.url, api_key="k", max_retries=0)
+        with Running(backend, budget=Budget(4000, 500), keys=keys) as r:
+            yield r, stub
+        backend.close()

@@ -19,9 +19,8 @@ from typing import Any
 import click
 
 from ...core.errors import ConfigError, MemchatError
-from ...settings import MAX_IDLE_SESSIONS
 from ._chat import chat
-from ._common import App, fail, settings_options
+from ._common import App, fail, max_idle_sessions_option, settings_options
 from ._conversations import conversations, export, import_
 from ._keys import keys
 from ._oneshot import ask, config, context
@@ -90,13 +89,7 @@ def cli(ctx: click.Context) -> None:
 @click.option("--host", metavar="HOST", help="Interface to listen on (default 127.0.0.1).")
 @click.option("--port", type=int, metavar="PORT", help="Port (default 7860).")
 @click.option("--users", metavar="NAME:PW,…", help="Require these logins (or MEMCHAT_USERS).")
-@click.option(
-    "--max-idle-sessions",
-    type=click.IntRange(min=1),
-    default=MAX_IDLE_SESSIONS,
-    show_default=True,
-    help="Conversations kept in memory between turns (the rest reload from the store).",
-)
+@max_idle_sessions_option
 @settings_options()
 @click.pass_obj
 def web(app: App, /, host: str | None, port: int | None, users: str | None,

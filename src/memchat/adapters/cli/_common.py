@@ -26,7 +26,7 @@ from ...core.errors import (
 )
 from ...core.reply import Reply
 from ...core.store import ConversationInfo, Store
-from ...settings import Settings, load_settings
+from ...settings import MAX_IDLE_SESSIONS, Settings, load_settings
 from ...wiring import build_backend, build_store
 
 __all__ = [
@@ -141,6 +141,16 @@ _OPTIONS: tuple[tuple[str, str, str], ...] = (
     ("weights", "FORMAT", "Embedded model weights: auto, q8_0, f16, original."),
     ("config", "FILE", "Config file (default $MEMCHAT_HOME/config.toml)."),
 )
+
+
+max_idle_sessions_option = click.option(
+    "--max-idle-sessions",
+    type=click.IntRange(min=1),
+    default=MAX_IDLE_SESSIONS,
+    show_default=True,
+    help="Conversations kept in memory between turns (the rest reload from the store).",
+)
+"""``--max-idle-sessions`` of ``serve`` and ``web``: one option, one bound."""
 
 
 def settings_options(*names: str) -> Callable[[F], F]:

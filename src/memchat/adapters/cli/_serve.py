@@ -22,8 +22,8 @@ import click
 from ...core.errors import ConfigError
 from ...core.keys import KeyStore
 from ...core.store import ConversationLocks, Store
-from ...settings import MAX_IDLE_SESSIONS, Settings
-from ._common import App, settings_options
+from ...settings import Settings
+from ._common import App, max_idle_sessions_option, settings_options
 
 __all__ = ["serve"]
 
@@ -105,13 +105,7 @@ def _workers(app: App, settings: Settings, store: Store | None, workers: int) ->
     show_default=True,
     help="Turns running at once (more wait); the embedded model decodes one at a time.",
 )
-@click.option(
-    "--max-idle-sessions",
-    type=click.IntRange(min=1),
-    default=MAX_IDLE_SESSIONS,
-    show_default=True,
-    help="Conversations kept in memory between turns (the rest reload from the store).",
-)
+@max_idle_sessions_option
 @click.option(
     "--workers",
     type=click.IntRange(min=1),
