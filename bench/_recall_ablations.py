@@ -80,6 +80,22 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"most": 512, "asked_only": True},
         {},
     ),
+    "abl:local-gate-1.0": (
+        "`recall-local` recalling only when the best old message scores at least as high as the "
+        "best message already in the context (the gate)",
+        {"most": 768, "asked_only": True, "gate": 1.0},
+        {},
+    ),
+    "abl:local-gate-0.8": (
+        "the same gate at 0.8 x the best message in the context",
+        {"most": 768, "asked_only": True, "gate": 0.8},
+        {},
+    ),
+    "abl:local-gate-1.2": (
+        "the same gate at 1.2 x",
+        {"most": 768, "asked_only": True, "gate": 1.2},
+        {},
+    ),
 }
 
 

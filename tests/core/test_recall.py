@@ -127,6 +127,30 @@ def test_recall_brings_back_the_relevant_round_with_its_date() -> None:
     assert "recalled 1 older messages" in " ".join(ctx.notes)
 
 
+def test_the_gate_recalls_only_what_the_recent_window_does_not_already_match() -> None:
+    history = chat(60)
+    index = WordOverlap()
+    index.sync(history.rounds)
+    gated = RecallMemory(index, CacheAware(), gate=1.0)
+    budget = Budget(400, 50)
+    newest = history.rounds[-1][0].content  # "topic59 fact: value59 and more words"
+    # a query the window's newest message matches best: nothing recalled, nothing extra sent
+    history.append(Message("user", f"more on {newest}?"))
+    ctx = gated.select(history, budget)
+    assert ctx.recalled == [] and all(m.id != "recalled" for m in ctx.messages)
+    assert "nothing recalled" in " ".join(ctx.notes)
+    assert RecallMemory(index, CacheAware()).select(history, budget).recalled  # ungated recalls
+    history.pop_last_round()
+    # a query only an old message matches: recalled as without the gate
+    history.append(Message("user", "what was topic7 value7 about?"))
+    ctx = gated.select(history, budget)
+    assert [r.round[0].content for r in ctx.recalled] == ["topic7 fact: value7 and more words"]
+    history.pop_last_round()
+    # no hit at all: nothing recalled
+    history.append(Message("user", "zzz?"))
+    assert gated.select(history, budget).recalled == []
+
+
 def test_prefix_before_the_recall_block_is_what_the_window_alone_sends() -> None:
     history = chat(80)
     index = WordOverlap()

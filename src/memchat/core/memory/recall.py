@@ -169,6 +169,10 @@ class RecallMemory:
     asked_only: bool = False
     """Recall only for a message that asks something (see ``asks``): small talk reads nothing
     extra, which matters where every prompt token is read on a CPU (the embedded model)."""
+    gate: float | None = None
+    """Recall only when the best old message scores at least this x the best message already
+    in the context: when the recent window already holds what the query is about, nothing is
+    recalled (None: always recall). Like ``asked_only``, it saves prompt reading on a CPU."""
 
     def __post_init__(self) -> None:
         if not 0 < self.share < 1:
@@ -219,6 +223,9 @@ class RecallMemory:
         except Exception as exc:  # noqa: BLE001 - recall is optional; the turn must go on
             log.warning("recall failed: %s", exc, exc_info=True)
             ctx.notes.append(f"recall failed ({exc}); sent without recalled messages")
+            return ctx
+        if self.gate is not None and _covered(history, hits, ctx, self.gate):
+            ctx.notes.append("nothing recalled: the recent messages match the query best")
             return ctx
         free = budget.available - ctx.tokens
         if self.most is not None:
@@ -317,6 +324,24 @@ class _Fill:
         """The exact cost of the block of these picks (default: all)."""
         counter = self.history.counter
         return counter.count(_block(self.picks if picks is None else picks)) + counter.per_message
+
+
+def _covered(history: History, hits: Sequence[Hit], ctx: Context, gate: float) -> bool:
+    """Whether the best hit already in ``ctx`` (the query's own round aside) outscores
+    ``gate`` x the best old one; also when no old message is a hit at all."""
+    where = _message_map(history)
+    sent = {m.id for m in ctx.messages} - {m.id for m in history.rounds[-1]}
+    best_sent = best_old = None
+    for key, score in hits:
+        if key in sent:
+            best_sent = score if best_sent is None else best_sent
+        elif key in where:
+            best_old = score if best_old is None else best_old
+        if best_sent is not None and best_old is not None:
+            break
+    if best_old is None:
+        return True
+    return best_sent is not None and best_old < gate * best_sent
 
 
 LONG_POOL = 100  # hits ranked again by ``_long_ranked_down``: the rest keep their rank, after
