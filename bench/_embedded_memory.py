@@ -117,6 +117,9 @@ def memory_script(turns: int = MEMORY_TURNS) -> tuple[list[str], dict[int, int]]
 
 
 def run_memory_chat(weights: str, strategy: str, turns: int = MEMORY_TURNS) -> dict[str, Any]:
+    from bench._recall_ablations import register
+
+    register()  # the abl:* variants of recall-local
     texts, asked = memory_script(turns)
     backend = LlamaCppBackend(weights=weights)
     backend.clear_cache()
@@ -128,7 +131,7 @@ def run_memory_chat(weights: str, strategy: str, turns: int = MEMORY_TURNS) -> d
         params=REPLY,
         conversation_id=f"memory-{weights}-{strategy}",
     )
-    ttft, reads, found, q_ttft, other_ttft = [], [], [], [], []
+    ttft, reads, found, q_ttft, other_ttft, recalled = [], [], [], [], [], 0
     for i, text in enumerate(texts):
         start = time.perf_counter()
         first = None
@@ -140,6 +143,7 @@ def run_memory_chat(weights: str, strategy: str, turns: int = MEMORY_TURNS) -> d
         prompt = backend.prompt_tokens(ctx.messages)
         reads.append(len(prompt) - usage.cached_tokens)
         ttft.append(t)
+        recalled += bool(ctx.recalled)
         if i in asked:
             fact = texts[asked[i]]
             found.append(any(fact in m.content for m in ctx.messages[:-1]))
@@ -159,6 +163,7 @@ def run_memory_chat(weights: str, strategy: str, turns: int = MEMORY_TURNS) -> d
         "read_median": median(reads),
         "read_p90": percentile(reads, 0.9),
         "question_read_median": median([reads[i] for i in asked]),
+        "recalled_turns": recalled,
     }
 
 
@@ -305,15 +310,15 @@ def memory_section(data: dict[str, Any]) -> str:
     rows = [
         "| weights + strategy | evidence in context | TTFT median | p90 | max "
         "| question turns (median) | other turns | tokens read (median / p90) "
-        "| read on question turns |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| read on question turns | turns that recalled |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in arms.items():
         rows.append(
             f"| {name} | {r['evidence_in_context']:.2f} | {r['ttft_median']:.2f} s "
             f"| {r['ttft_p90']:.2f} s | {r['ttft_max']:.2f} s | {r['question_ttft_median']:.2f} s "
             f"| {r['other_ttft_median']:.2f} s | {r['read_median']:.0f} / {r['read_p90']:.0f} "
-            f"| {r['question_read_median']:.0f} |"
+            f"| {r['question_read_median']:.0f} | {r.get('recalled_turns', '')} |"
         )
     return f"""### (g) Long memory on the embedded model (generated chat)
 

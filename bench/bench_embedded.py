@@ -53,6 +53,7 @@ MEMORY_ARMS = [  # (g): weights x strategy
     ("q8_0", "cache"),
     ("original", "recall-local"),
     ("q8_0", "recall-local"),
+    ("q8_0", "abl:local-no-gate"),  # recall-local without its gate (bench/_recall_ablations.py)
 ]
 
 
@@ -312,7 +313,7 @@ def main() -> None:
         if not args.memory_arms:
             data["weights"] = bench_weights(8 if args.quick else 40)
         if args.memory_only:
-            arms = [tuple(a.split(":")) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
+            arms = [tuple(a.split(":", 1)) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
             fresh = bench_memory(arms, 60 if args.quick else MEMORY_TURNS)  # type: ignore[arg-type]
             data["memory"] = {**data.get("memory", {}), **fresh}
         data["memory_wall_s"] = time.perf_counter() - started
