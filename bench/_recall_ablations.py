@@ -72,23 +72,22 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
     "abl:local-256": (
         "`recall-local` with a 256-token block (default 768)",
-        {"most": 256, "asked_only": True, "gate": 1.0},
+        {"most": 256, "asked_only": True},
         {},
     ),
     "abl:local-512": (
         "`recall-local` with a 512-token block (the default before Q8_0 weights)",
-        {"most": 512, "asked_only": True, "gate": 1.0},
+        {"most": 512, "asked_only": True},
         {},
     ),
-    "abl:local-no-gate": (
-        "`recall-local` without its gate: recalls for every message that asks something "
-        "(default: only when the best old message scores at least as high as the best message "
-        "already in the context)",
-        {"most": 768, "asked_only": True},
+    "abl:local-gate-1.0": (
+        "`recall-local` with a relevance gate: recall only when the best old message scores at "
+        "least as high as the best message already in the context (default: no gate)",
+        {"most": 768, "asked_only": True, "gate": 1.0},
         {},
     ),
     "abl:local-gate-1.2": (
-        "`recall-local` with the gate at 1.2 x the best message in the context (default 1.0)",
+        "the same gate at 1.2 x the best message in the context",
         {"most": 768, "asked_only": True, "gate": 1.2},
         {},
     ),

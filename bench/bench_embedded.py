@@ -53,7 +53,7 @@ MEMORY_ARMS = [  # (g): weights x strategy
     ("q8_0", "cache"),
     ("original", "recall-local"),
     ("q8_0", "recall-local"),
-    ("q8_0", "abl:local-no-gate"),  # recall-local without its gate (bench/_recall_ablations.py)
+    ("q8_0", "abl:local-gate-1.0"),  # recall-local with a relevance gate (_recall_ablations)
 ]
 
 

