@@ -107,20 +107,22 @@ class Turn(Response):
     def _turn_ended(self, reply: Reply) -> None:
         """On the worker thread, once the reply is committed and before its last chunk (or
         its JSON) is sent: the next request now waits for the upkeep instead of getting a
-        409, so a client that sends again as soon as it reads ``[DONE]`` is let in."""
+        409, so a client that sends again as soon as it reads ``[DONE]`` is let in; and the
+        turn's context record is stored, so ``GET .../context`` read after the reply (on any
+        worker) shows this turn, not the one before."""
         if reply.done and self.session.conversation_id is not None:  # stateless: thrown away
             self.hold.reply_done()
             self.hold.upkeep()
             self._committed = True
+            self._record()
 
     def _end(self, upkeep: bool) -> None:
-        """On a worker thread: the turn's memory upkeep and its context record, then release
-        the conversation (in this process and across processes)."""
+        """On a worker thread: the turn's memory upkeep, then release the conversation (in
+        this process and across processes)."""
         try:
             self.hold.reply_done()
             if upkeep:
                 self.session.upkeep()
-                self._record()
         finally:
             self.hold.release()
 
