@@ -162,6 +162,7 @@ def markdown(tables: tuple[str, str], targets: list[dict], cells: list[dict],
     pace = "no artificial delay" if not delay else f"{delay:g} ms after each event"
     quick = " **(quick smoke run: too few requests for p99)**" if notes["quick"] else ""
     long = notes["long_history"]
+    parts = notes.get("uvicorn", "asyncio + h11")
     return f"""## HTTP server: added latency and throughput, vs direct and LiteLLM
 
 `python bench/bench_server.py` · {notes["machine"]} · memchat {notes["memchat_commit"]} ·
@@ -172,7 +173,7 @@ def markdown(tables: tuple[str, str], targets: list[dict], cells: list[dict],
 the upstream directly, in the same run, at 1 / 10 / 50 concurrent clients. The fake upstream
 (`bench/_server_upstream.py`, stdlib asyncio, its own process) streams a role chunk, 20
 one-word content chunks, a finish chunk and `[DONE]`, each its own SSE event and write:
-{pace}. memchat (one uvicorn process, default flags, SQLite store in a temporary
+{pace}. memchat (one uvicorn process, default flags, {parts}, SQLite store in a temporary
 MEMCHAT_HOME) and LiteLLM (one worker, a config.yaml mapping `bench-model` to
 `openai/bench-model` at the upstream, no master key, no database) run in their own
 processes. The client (httpx async, at most C kept-alive connections, a warm-up of 2 requests

@@ -230,10 +230,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "rounds": rounds,
         "chunk_delay_ms": args.chunk_delay_ms,
         "quick": args.quick,
+        "uvicorn": uvicorn_parts(),
     }
     names = [t.name for t in targets]
     return {"notes": notes, "names": names, "results": results, "long": long,
             "store_runs": store_runs}  # fmt: skip
+
+
+def uvicorn_parts() -> str:
+    """The event loop and HTTP parser uvicorn picks (``auto``) in the venv memchat serve runs
+    from: uvloop and httptools when installed (the server extra installs them)."""
+    from importlib.util import find_spec
+
+    loop = "uvloop" if find_spec("uvloop") else "asyncio"
+    return f"{loop} + {'httptools' if find_spec('httptools') else 'h11'}"
 
 
 def report(raw: dict[str, Any]) -> None:
