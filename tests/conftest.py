@@ -21,6 +21,13 @@ def clean_environ(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.Temp
     monkeypatch.setenv("MEMCHAT_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tests that use Chromium run last: while Playwright's sync API is open (the session's
+    ``chromium``), its event loop counts as running in the main thread, and an async test after
+    it fails with "Cannot run the event loop while another loop is running"."""
+    items.sort(key=lambda item: "chromium" in getattr(item, "fixturenames", ()))
+
+
 @pytest.fixture(scope="session")
 def chromium() -> Iterator[Any]:
     """One Chromium for the whole run: Playwright's sync API cannot nest two instances."""
