@@ -104,13 +104,6 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")
 
 
-@pytest.fixture
-def upstream_fresh(upstream: FaultyUpstream) -> FaultyUpstream:
-    upstream.default = ok(REPLY)
-    upstream.reset()
-    return upstream
-
-
 def at_debug(args: list[str], logger: str = "") -> list[str]:
     """A ``python -m memchat …`` command line, with ``logger`` (default: the root) at DEBUG
     and every record printed on stderr."""
