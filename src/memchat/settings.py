@@ -48,7 +48,6 @@ __all__ = [
     "DEFAULT_OPENAI_MODEL",
     "LOCAL_CONTEXT",
     "MAX_IDLE_SESSIONS",
-    "SERVER_REQUEST",
     "WEB_PAGE",
     "Settings",
     "default_strategy",
@@ -63,7 +62,6 @@ MAX_IDLE_SESSIONS = 256  # conversations `memchat serve` and `memchat web` keep 
 WEIGHTS = ("auto", "q8_0", "f16", "original")  # the embedded model's (backends/_llama_convert)
 DEFAULT = "default"
 WEB_PAGE = "web page"  # the source of a value set on the web app's Settings tab
-SERVER_REQUEST = "server request"  # ... and of one a server request sets
 
 
 @dataclass(frozen=True, repr=False)
@@ -108,7 +106,7 @@ class Settings:
 
     def override(self, values: Mapping[str, Any], source: str) -> Settings:
         """These settings with ``values`` on top, each remembered as coming from ``source``
-        (``WEB_PAGE``, ``SERVER_REQUEST``): the same parsers and cross-checks as
+        (e.g. ``WEB_PAGE``): the same parsers and cross-checks as
         ``load_settings``. ``values`` maps setting names (``budget``, ``store``, …) to raw
         values; None puts a setting back to its default (the strategy: the backend's)."""
         specs = {spec.key: spec for spec in _SPECS}
