@@ -371,11 +371,7 @@ def _after(call: _Call) -> str:
 @functools.cache
 def _tls_context() -> ssl.SSLContext:
     """One verified TLS context per process: each new one loads the CA bundle again."""
-    try:
-        import httpx2 as httpx  # openai >= 3
-    except ImportError:  # pragma: no cover - older SDKs use httpx
-        import httpx  # type: ignore[no-redef]
-    context: ssl.SSLContext = httpx.create_ssl_context()
+    context: ssl.SSLContext = _httpx().create_ssl_context()
     return context
 
 
