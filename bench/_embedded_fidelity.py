@@ -102,3 +102,63 @@ def bench_fidelity(cases: int) -> dict[str, Any]:
 
 
 # -- report ---------------------------------------------------------------------------------
+
+
+def bench_splice_fidelity(cases: int) -> dict[str, Any]:
+    """Teacher-forced next-token agreement of a spliced recall block with a fresh read.
+
+    Each case: system prompt, two rounds, a recall block of 12 of the (g) chat's facts and
+    fillers over two days, then a question about one of them. "spliced": the block's lines
+    read ahead (``precompute``) and spliced in, the rest read; "fresh": the whole prompt read
+    at once; "split": read fresh in the same two pieces (the noise floor).
+    """
+    import random
+
+    from bench._embedded_memory import FACTS
+    from memchat.backends.llama_cpp import _NO_KEY
+    from memchat.core.memory.recall import RECALL_LEAD, block_pieces, block_text
+
+    backend = LlamaCppBackend()
+    llama = backend._model().llama
+    fillers = user_messages(40, seed=5)
+    spliced, split, share = [], [], []
+    for c in range(cases):
+        rng = random.Random(c)
+        facts = rng.sample(FACTS, 6)
+        texts = [f[0] for f in facts] + rng.sample(fillers, 6)
+        rng.shuffle(texts)
+        day0 = 1_700_000_000.0 + c * 86_400
+        old = [
+            Message("user" if i % 3 else "assistant", t, created_at=day0 + (i // 6) * 86_400)
+            for i, t in enumerate(texts)
+        ]
+        msgs = [
+            Message("system", SYSTEM),
+            Message("user", fillers[c % 40]),
+            Message("assistant", "Noted."),
+            Message("system", block_text(old)),
+            Message("user", facts[c % 6][1]),
+        ]
+        prompt = backend.prompt_tokens(msgs)
+        backend.clear_cache()
+        llama.eval(prompt.tolist())
+        ref = argmaxes(llama, None)
+        backend.clear_cache()
+        backend.precompute(block_pieces(old), after=RECALL_LEAD)
+        before = backend.cache_stats().spliced_tokens
+        kept = read_through_cache(backend, prompt, _NO_KEY)
+        share.append((backend.cache_stats().spliced_tokens - before) / len(prompt))
+        spliced.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
+        backend.clear_cache()
+        llama.eval(prompt[:kept].tolist())
+        llama.eval(prompt[kept:].tolist())
+        split.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
+    backend.clear_cache()
+    return {
+        "cases": cases,
+        "spliced_agreement": float(np.mean(spliced)),
+        "spliced_min": float(np.min(spliced)),
+        "split_agreement": float(np.mean(split)),
+        "spliced_share": float(np.mean(share)),
+        "per_case": spliced,
+    }

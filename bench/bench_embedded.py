@@ -11,8 +11,11 @@
     evaluation of the same prompt.
 (e) The floor: reading just one new message (no trimming, warm cache) at several context
     lengths, the least any turn can cost on this machine.
+(f) Weight formats; (g) long memory at constant-time turns (recall with and without KV
+    splicing, bench/_embedded_memory.py); (h) splice fidelity.
 
     python bench/bench_embedded.py [--quick] [--report]
+    python bench/bench_embedded.py --memory-only [--memory-arms q8_0:recall-local,…]
 """
 
 from __future__ import annotations
@@ -29,7 +32,11 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench._common import ROOT, median, percentile, write_results  # noqa: E402
-from bench._embedded_fidelity import bench_fidelity, end_drift  # noqa: E402
+from bench._embedded_fidelity import (  # noqa: E402
+    bench_fidelity,
+    bench_splice_fidelity,
+    end_drift,
+)
 from bench._embedded_memory import MEMORY_TURNS, bench_memory, bench_weights  # noqa: E402
 from bench._embedded_report import machine_notes, report  # noqa: E402
 from bench._embedded_setup import (  # noqa: E402
@@ -48,12 +55,12 @@ from memchat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from memchat.core import CacheAware, TokenBudget  # noqa: E402
 from memchat.strategies import make_strategy  # noqa: E402
 
-MEMORY_ARMS = [  # (g): weights x strategy
+MEMORY_ARMS = [  # (g): weights x strategy; "+nosplice": KV splicing off
     ("original", "cache"),
     ("q8_0", "cache"),
     ("original", "recall-local"),
     ("q8_0", "recall-local"),
-    ("q8_0", "abl:local-gate-1.0"),  # recall-local with a relevance gate (_recall_ablations)
+    ("q8_0+nosplice", "recall-local"),
 ]
 
 
@@ -313,6 +320,8 @@ def main() -> None:
         if not args.memory_arms:
             data["weights"] = bench_weights(8 if args.quick else 40)
         if args.memory_only:
+            print("  (h) splice fidelity ...", flush=True)
+            data["splice_fidelity"] = bench_splice_fidelity(4 if args.quick else 20)
             arms = [tuple(a.split(":", 1)) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
             fresh = bench_memory(arms, 60 if args.quick else MEMORY_TURNS)  # type: ignore[arg-type]
             data["memory"] = {**data.get("memory", {}), **fresh}
@@ -341,6 +350,8 @@ def main() -> None:
     data["main_weights"] = LlamaCppBackend().weights
     print("  (f) weights ...", flush=True)
     data["weights"] = bench_weights(8 if args.quick else 40)
+    print("  (h) splice fidelity ...", flush=True)
+    data["splice_fidelity"] = bench_splice_fidelity(4 if args.quick else 20)
     data["memory"] = bench_memory(MEMORY_ARMS, 60 if args.quick else MEMORY_TURNS)
     data["machine_notes"] = machine_notes()
     data["quick"] = args.quick

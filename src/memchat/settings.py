@@ -16,6 +16,7 @@ Environment variables (an empty value counts as unset):
     MEMCHAT_CONNECT_TIMEOUT   connect timeout          MEMCHAT_USERS    web logins "name:pw,…"
     MEMCHAT_KV_SHIFT    embedded model: shift the KV cache when memory trims (true/false)
     MEMCHAT_KV_CACHE_MB embedded model: ceiling for idle conversations' saved caches (512)
+    MEMCHAT_KV_SPLICE_MB embedded model: ceiling for recalled lines read ahead (256; 0: off)
     MEMCHAT_THREADS     embedded model: CPU threads (default: every CPU it may use)
     MEMCHAT_WEIGHTS     embedded model: auto | q8_0 | f16 | original (auto: Q8_0 for the
                         shipped model, converted once into MEMCHAT_MODEL_CACHE)
@@ -85,6 +86,7 @@ class Settings:
     users: str | None = None
     kv_shift: bool = True
     kv_cache_mb: int = 512
+    kv_splice_mb: int = 256
     threads: int | None = None
     weights: str = "auto"
     model_cache: str = ""  # converted weights; default $MEMCHAT_HOME/models
@@ -249,6 +251,7 @@ _SPECS = (
     _Spec("users", _text, ("MEMCHAT_USERS",)),
     _Spec("kv_shift", _bool, ("MEMCHAT_KV_SHIFT",)),
     _Spec("kv_cache_mb", _number(int, 0, inclusive=True), ("MEMCHAT_KV_CACHE_MB",)),
+    _Spec("kv_splice_mb", _number(int, 0, inclusive=True), ("MEMCHAT_KV_SPLICE_MB",)),
     _Spec("threads", _number(int, 1, inclusive=True), ("MEMCHAT_THREADS",)),
     _Spec("weights", _name(WEIGHTS), ("MEMCHAT_WEIGHTS",)),
     _Spec("model_cache", _path, ("MEMCHAT_MODEL_CACHE",)),

@@ -93,6 +93,7 @@ def _local_backend(settings: Settings, notice: Notice | None = None) -> ChatBack
         n_threads=settings.threads,
         shift=settings.kv_shift,
         cache_bytes=settings.kv_cache_mb * 1024 * 1024,
+        splice_bytes=settings.kv_splice_mb * 1024 * 1024,
         weights=settings.weights,
         cache_dir=settings.model_cache,
         notice=notice,

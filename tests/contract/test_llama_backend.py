@@ -77,11 +77,19 @@ def test_shift_cache_ceiling_and_threads_are_settings(tmp_path: Path) -> None:
     from memchat.wiring import build_backend
 
     env = {"MEMCHAT_HOME": str(tmp_path), "MEMCHAT_KV_SHIFT": "off",
-           "MEMCHAT_KV_CACHE_MB": "64", "MEMCHAT_THREADS": "1"}  # fmt: skip
+           "MEMCHAT_KV_CACHE_MB": "64", "MEMCHAT_THREADS": "1",
+           "MEMCHAT_KV_SPLICE_MB": "0"}  # fmt: skip
     backend = build_backend(load_settings({}, environ=env))
     assert (backend.shift, backend.cache_bytes, backend.n_threads) == (False, 64 << 20, 1)
+    assert backend.splice_bytes == 0
     defaults = build_backend(load_settings({}, environ={"MEMCHAT_HOME": str(tmp_path)}))
-    assert (defaults.shift, defaults.cache_bytes) == (True, 512 << 20)
+    assert (defaults.shift, defaults.cache_bytes, defaults.splice_bytes) == (
+        True,
+        512 << 20,
+        256 << 20,
+    )
+    with pytest.raises(ConfigError, match="MEMCHAT_KV_SPLICE_MB"):
+        load_settings({}, environ={**env, "MEMCHAT_KV_SPLICE_MB": "-1"})
     with pytest.raises(ConfigError, match="MEMCHAT_KV_SHIFT"):
         load_settings({}, environ={**env, "MEMCHAT_KV_SHIFT": "maybe"})
 

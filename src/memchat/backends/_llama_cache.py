@@ -232,6 +232,13 @@ class CacheStats:
     max_bytes: int = 0
     shifts: int = 0
     shifted_tokens: int = 0
+    pieces: int = 0
+    """Pieces held for splicing (``LlamaCppBackend.precompute``), and their bytes."""
+    piece_bytes: int = 0
+    pieces_made: int = 0
+    spliced: int = 0
+    """Pieces spliced into prompts, and their tokens (tokens not read)."""
+    spliced_tokens: int = 0
 
 
 class ConversationCache:

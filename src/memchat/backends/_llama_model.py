@@ -20,6 +20,7 @@ import numpy as np
 from ..core.errors import BackendUnavailable, ConfigError
 from ..core.messages import Message
 from ._llama_cache import ConversationCache, Tokens
+from ._llama_splice import SCRATCH, PieceStore, splice_supported
 
 __all__ = ["LlamaTokenCounter", "LoadedModel", "import_llama_cpp", "load_model"]
 
@@ -84,6 +85,8 @@ class LoadedModel:
     template: Any  # llama_cpp.llama_chat_format.Jinja2ChatFormatter
     bare_template: Any  # the same without the generation prompt (for counting)
     conversations: ConversationCache
+    pieces: PieceStore = field(default_factory=lambda: PieceStore(0))
+    can_splice: bool = False  # the context has a unified cache with a scratch sequence
     lock: threading.Lock = field(default_factory=threading.Lock)
     owner: int | None = None  # the thread generating now
     _counter: LlamaTokenCounter | None = None
@@ -125,6 +128,13 @@ class LoadedModel:
         ]
         return pieces if "".join(p for p, _ in pieces) == text else None
 
+    def system_opening(self) -> Tokens:
+        """The template's tokens before a system message's content (``<|im_start|>system\\n``)."""
+        wire = [{"role": "system", "content": _MARK.format(0)}]
+        head = _MARK_RE.split(self._render(wire, False))[0]
+        ids = self.llama.tokenize(head.encode("utf-8"), add_bos=False, special=True)
+        return np.array(ids, dtype=np.intc)
+
     def counter(self) -> LlamaTokenCounter:
         if self._counter is None:
             self._counter = self._measure_counter()
@@ -160,6 +170,7 @@ def load_model(
     n_ctx: int,
     n_threads: int | None,
     cache_bytes: int,
+    splice_bytes: int = 0,
     verbose: bool,
 ) -> LoadedModel:
     """The process-wide model for these settings, loaded on first call.
@@ -174,7 +185,8 @@ def load_model(
         if model is None:
             model = _load(prepare(), n_ctx=n_ctx, n_threads=n_threads, verbose=verbose)
             _MODELS[key] = model
-        model.conversations.max_bytes = cache_bytes  # the latest backend's ceiling applies
+        model.conversations.max_bytes = cache_bytes  # the latest backend's ceilings apply
+        model.pieces.max_bytes = splice_bytes
     return model
 
 
@@ -188,6 +200,7 @@ def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Lo
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise BackendUnavailable(f"could not load the model {path}: {exc}") from exc
+    can_splice = _unify(llama)
     source = llama.metadata.get("tokenizer.chat_template") or CHATML
 
     def text_of(token: int) -> str:
@@ -202,4 +215,29 @@ def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Lo
             source, eos_token=eos, bos_token=bos, add_generation_prompt=False
         ),
         conversations=ConversationCache(0),
+        can_splice=can_splice,
     )
+
+
+def _unify(llama: Any) -> bool:
+    """Give ``llama`` a context with a unified KV cache and a scratch sequence (for splicing).
+
+    ``llama_cpp.Llama`` makes its context with one sequence and no way to ask for more, so the
+    context is made again with the same parameters plus those two. False (the original context
+    kept) when llama.cpp refuses or the memory cannot splice (e.g. a recurrent model).
+    """
+    import contextlib
+
+    from llama_cpp import _internals
+
+    params = llama.context_params
+    n_seq_max, unified = params.n_seq_max, params.kv_unified
+    params.n_seq_max, params.kv_unified = SCRATCH + 1, True
+    try:
+        ctx = _internals.LlamaContext(model=llama._model, params=params, verbose=llama.verbose)
+    except ValueError:
+        params.n_seq_max, params.kv_unified = n_seq_max, unified
+        return False
+    old, llama._ctx = llama._ctx, llama._stack.enter_context(contextlib.closing(ctx))
+    old.close()
+    return splice_supported(llama)

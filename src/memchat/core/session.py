@@ -12,12 +12,19 @@ import time
 from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import replace
 
-from .backend import ChatBackend, GenerationParams, Usage
+from .backend import ChatBackend, GenerationParams, ReadsAhead, Usage
 from .errors import BackendError, ContextTooLong, UsageError
 from .history import History
 from .memory import Budget, CacheAware, Context, MemoryStrategy, default_reserve
 from .memory.base import limit_for
-from .memory.recall import RoundIndex, index_of, summarizing, will_search
+from .memory.recall import (
+    RECALL_LEAD,
+    RoundIndex,
+    block_pieces,
+    index_of,
+    summarizing,
+    will_search,
+)
 from .memory.summary import Summarize, Summarizing, backend_summarizer, summary_touched
 from .messages import Message
 from .meter import MeterReading, Price
@@ -264,7 +271,26 @@ class ChatSession:
         except Exception as exc:  # noqa: BLE001
             log.warning("indexing the turn failed: %s", exc, exc_info=True)
             notify(f"this turn could not be indexed for recall ({exc}); it will be retried")
+        self._read_ahead(notify)
         self._fold_summary(notify)
+
+    def _read_ahead(self, notify: Callable[[str], None]) -> None:
+        """Let a backend that reads ahead (the embedded model) read, while the user reads the
+        reply, the end of the reply (so the next prompt starts from the cache) and what recall
+        may bring back: the new round's lines and the lines recalled last turn."""
+        backend, ctx = self.backend, self.last_context
+        if not isinstance(backend, ReadsAhead) or not self.history.rounds or ctx is None:
+            return
+        newest = self.history.rounds[-1]
+        try:
+            if newest[-1].role == "assistant":
+                backend.prefill([*ctx.messages, newest[-1]], self._params())
+            if self.index is not None:
+                recalled = [m for r in ctx.recalled for m in r.round]
+                backend.precompute(block_pieces([*newest, *recalled]), after=RECALL_LEAD)
+        except Exception as exc:  # noqa: BLE001 - reading ahead only saves time later
+            log.warning("reading ahead failed: %s", exc, exc_info=True)
+            notify(f"recalled messages could not be read ahead ({exc}); they will be read")
 
     def _fold_summary(self, notify: Callable[[str], None]) -> None:
         """Fold dropped rounds into the summary when enough wait; failures only notify."""

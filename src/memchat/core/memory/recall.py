@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, replace
 from itertools import chain
 from typing import Protocol, runtime_checkable
@@ -34,11 +34,14 @@ from .summary import Summarizing, SummaryJob, SummaryMemory, insert_block, reser
 
 __all__ = [
     "RECALL_HEADER",
+    "RECALL_LEAD",
     "Hit",
     "RecallMemory",
     "Retriever",
     "RoundIndex",
     "asks",
+    "block_pieces",
+    "block_text",
     "index_of",
     "summarizing",
     "will_search",
@@ -48,6 +51,7 @@ log = logging.getLogger("memchat")
 
 Hit = tuple[str, float]
 RECALL_HEADER = "Recalled from earlier in this conversation (oldest first, dates in UTC):"
+RECALL_LEAD = RECALL_HEADER + "\n"  # what precedes the block's first day line
 MIN_CUT = 24  # the best message is cut to fit only if at least this many tokens are left
 MIN_LINE = 6  # stop looking for messages that fit once fewer tokens than this are left
 MISSES = 40  # ... or once this many hits in a row did not fit
@@ -382,17 +386,37 @@ def _when(pick: _Pick) -> tuple[int, int]:
     return pick.at
 
 
+def block_pieces(messages: Sequence[Message]) -> list[str]:
+    """The runs of text a recall block would show ``messages`` as: a line per message (with its
+    newline) and a line per day (with the newlines around it), each read after ``RECALL_LEAD``.
+
+    Why: a backend that reads ahead (``ReadsAhead``) keeps them, so recalling them later costs
+    (almost) no prompt reading; the block is these runs joined, so their tokens match.
+    """
+    days = sorted({_day(m.created_at) for m in messages})
+    return [f"\n[{day}]\n" for day in days] + [_line(m) + "\n" for m in messages]
+
+
 def _block(picks: Sequence[_Pick]) -> str:
     """The recall block: the header, then the messages oldest first under their days."""
-    lines = [RECALL_HEADER]
+    return _render((p.message.created_at, p.text) for p in sorted(picks, key=_when))
+
+
+def block_text(messages: Sequence[Message]) -> str:
+    """The recall block ``RecallMemory`` writes for these messages, whole, in this order."""
+    return _render((m.created_at, _line(m)) for m in messages)
+
+
+def _render(lines: Iterable[tuple[float, str]]) -> str:
+    out = [RECALL_HEADER]
     day = ""
-    for pick in sorted(picks, key=_when):
-        this = _day(pick.message.created_at)
+    for created_at, text in lines:
+        this = _day(created_at)
         if this != day:
-            lines += ["", f"[{this}]"]
+            out += ["", f"[{this}]"]
             day = this
-        lines.append(pick.text)
-    return "\n".join(lines)
+        out.append(text)
+    return "\n".join(out)
 
 
 # concrete classes: isinstance on a runtime Protocol costs ~0.1 ms, too much per select
