@@ -61,6 +61,19 @@ def end_drift(backend: LlamaCppBackend, session: ChatSession, key: str) -> dict[
     return {"cached_agreement": cached, "split_agreement": split}
 
 
+def _against(
+    backend: LlamaCppBackend, prompt: np.ndarray, kept: int, ref: list[int]
+) -> tuple[float, float]:
+    """Agreement with ``ref`` of the prompt as the cache holds it now, then of the same prompt
+    read fresh in the same two pieces (``kept`` tokens, then the rest): the noise floor."""
+    llama = backend._model().llama
+    cached = float(np.mean(np.array(argmaxes(llama, ref)) == ref))
+    backend.clear_cache()
+    llama.eval(prompt[:kept].tolist())
+    llama.eval(prompt[kept:].tolist())
+    return cached, float(np.mean(np.array(argmaxes(llama, ref)) == ref))
+
+
 def bench_fidelity(cases: int) -> dict[str, Any]:
     """Teacher-forced next-token agreement of a shifted cache with a fresh evaluation."""
     from memchat.backends.llama_cpp import _NO_KEY
@@ -86,11 +99,9 @@ def bench_fidelity(cases: int) -> dict[str, Any]:
         before = backend.cache_stats().shifted_tokens
         kept = read_through_cache(backend, trim, _NO_KEY)
         removed.append(backend.cache_stats().shifted_tokens - before)
-        shifted.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
-        backend.clear_cache()
-        llama.eval(trim[:kept].tolist())  # same split, no shift: the numerical noise floor
-        llama.eval(trim[kept:].tolist())
-        split.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
+        cached, floor = _against(backend, trim, kept, ref)
+        shifted.append(cached)
+        split.append(floor)
     backend.clear_cache()
     return {
         "cases": cases,
@@ -148,11 +159,9 @@ def bench_splice_fidelity(cases: int) -> dict[str, Any]:
         before = backend.cache_stats().spliced_tokens
         kept = read_through_cache(backend, prompt, _NO_KEY)
         share.append((backend.cache_stats().spliced_tokens - before) / len(prompt))
-        spliced.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
-        backend.clear_cache()
-        llama.eval(prompt[:kept].tolist())
-        llama.eval(prompt[kept:].tolist())
-        split.append(float(np.mean(np.array(argmaxes(llama, ref)) == ref)))
+        cached, floor = _against(backend, prompt, kept, ref)
+        spliced.append(cached)
+        split.append(floor)
     backend.clear_cache()
     return {
         "cases": cases,

@@ -370,6 +370,6 @@ bit-identical to a fresh read. {fid["cases"]} prompts (system prompt, a round, a
 {fid["spliced_share"]:.0%} of each prompt spliced): teacher-forced agreement of the next 16
 greedy tokens with a fresh read is **{fid["spliced_agreement"]:.2f}** spliced (min
 {fid["spliced_min"]:.2f}), against {fid["split_agreement"]:.2f} for the same prompt read fresh in
-the same two pieces (noise floor). Turn splicing off (`MEMCHAT_KV_SPLICE_MB=0`, `kv_splice_mb = 0`) when every
-answer must equal a fresh read.
+the same two pieces (noise floor). Turn splicing off (`MEMCHAT_KV_SPLICE_MB=0`,
+`kv_splice_mb = 0`) when every answer must equal a fresh read.
 """

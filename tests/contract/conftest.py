@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from memchat.backends.llama_cpp import LlamaCppBackend
 from memchat.core.store import Store
 from memchat.storage import InMemoryStore, PostgresStore, SQLiteStore
 
@@ -189,3 +190,19 @@ def sql_kit(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreKit
 @pytest.fixture
 def store(store_kit: StoreKit) -> Store:
     return store_kit.open()
+
+
+# -- the embedded model (tests marked ``model``) -----------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def backend() -> LlamaCppBackend:
+    """The default embedded backend; every instance shares the process's one loaded model."""
+    return LlamaCppBackend()
+
+
+@pytest.fixture
+def fresh(backend: LlamaCppBackend) -> LlamaCppBackend:
+    """``backend`` with every KV cache, saved state and spliced piece dropped."""
+    backend.clear_cache()
+    return backend

@@ -110,17 +110,6 @@ def test_an_unknown_conversation_is_a_miss() -> None:
 # -- the real model -------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def backend() -> LlamaCppBackend:
-    return LlamaCppBackend()
-
-
-@pytest.fixture
-def fresh(backend: LlamaCppBackend) -> LlamaCppBackend:
-    backend.clear_cache()
-    return backend
-
-
 def last_usage(backend: LlamaCppBackend, msgs: list[Message], params: GenerationParams = ONE):
     chunks = list(backend.stream(msgs, params))
     assert chunks[-1].usage is not None

@@ -44,17 +44,6 @@ def prompt_with(recalled: list[Message], question: str) -> list[Message]:
     ]
 
 
-@pytest.fixture(scope="module")
-def backend() -> LlamaCppBackend:
-    return LlamaCppBackend()
-
-
-@pytest.fixture
-def fresh(backend: LlamaCppBackend) -> LlamaCppBackend:
-    backend.clear_cache()
-    return backend
-
-
 @pytest.mark.model
 def test_a_spliced_cache_is_the_prompt_it_stands_for(fresh: LlamaCppBackend) -> None:
     old = old_messages()

@@ -19,17 +19,6 @@ SYSTEM = "You are a helpful assistant. Answer in a few words."
 SHORT = GenerationParams(max_tokens=16)
 
 
-@pytest.fixture(scope="module")
-def backend() -> LlamaCppBackend:
-    return LlamaCppBackend()
-
-
-@pytest.fixture
-def fresh(backend: LlamaCppBackend) -> LlamaCppBackend:
-    backend.clear_cache()
-    return backend
-
-
 def ask(backend: LlamaCppBackend, text: str, params: GenerationParams = SHORT) -> list:
     msgs = [Message("system", SYSTEM), Message("user", text)]
     return list(backend.stream(msgs, params))
