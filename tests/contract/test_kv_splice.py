@@ -70,33 +70,30 @@ def test_a_spliced_cache_is_the_prompt_it_stands_for(fresh: LlamaCppBackend) -> 
     assert usage.cached_tokens >= spliced
 
 
-def forced(backend: LlamaCppBackend, prompt: np.ndarray, *, splice: bool) -> list[int]:
+def predictions(
+    backend: LlamaCppBackend, prompt: np.ndarray, *, splice: bool, forced: list[int] | None = None
+) -> list[int]:
+    """Greedy next tokens after ``prompt``, read fresh or with the old lines spliced in."""
     llama = backend._model().llama
     backend.clear_cache()
+    reused = 0
     if splice:
         backend.precompute(block_pieces(old_messages()), after=RECALL_LEAD)
         reused = backend._prepare(backend._model(), prompt, _NO_KEY)
         assert reused > 0
-        llama.eval(prompt[reused:].tolist())
-    else:
-        llama.eval(prompt.tolist())
-    return argmaxes(llama, None)
+    llama.eval(prompt[reused:].tolist())
+    return argmaxes(llama, forced)
 
 
 @pytest.mark.model
 def test_a_spliced_cache_predicts_like_a_fresh_read(fresh: LlamaCppBackend) -> None:
     # a spliced line attended only to the block's header, not to the text before it, so the
     # predictions cannot match exactly; docs/benchmarks.md (embedded) measures the agreement
-    llama = fresh._model().llama
     scores = []
     for question in ("Which city did my sister move to?", "What is my puppy called?"):
         prompt = fresh.prompt_tokens(prompt_with(old_messages(), question))
-        reference = forced(fresh, prompt, splice=False)
-        fresh.clear_cache()
-        fresh.precompute(block_pieces(old_messages()), after=RECALL_LEAD)
-        reused = fresh._prepare(fresh._model(), prompt, _NO_KEY)
-        llama.eval(prompt[reused:].tolist())
-        spliced = argmaxes(llama, reference)
+        reference = predictions(fresh, prompt, splice=False)
+        spliced = predictions(fresh, prompt, splice=True, forced=reference)
         scores.append(float(np.mean(np.array(spliced) == np.array(reference))))
     print("teacher-forced agreement of a spliced cache with a fresh read:", scores)
     assert sum(scores) / len(scores) >= 0.6, scores

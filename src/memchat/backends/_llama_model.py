@@ -109,10 +109,22 @@ class LoadedModel:
         """
         text = self.render(messages, reply=reply)
         pieces = self._pieces(messages, reply, text) or [(text, True)]
-        ids: list[int] = []
-        for piece, special in pieces:
-            ids += self.llama.tokenize(piece.encode("utf-8"), add_bos=False, special=special)
+        return np.concatenate([self.tokens(piece, special=special) for piece, special in pieces])
+
+    def tokens(self, text: str, *, special: bool = False) -> Tokens:
+        """``text``'s tokens, parsed with special tokens or (default) as plain text."""
+        ids = self.llama.tokenize(text.encode("utf-8"), add_bos=False, special=special)
         return np.array(ids, dtype=np.intc)
+
+    def tokens_followed(self, text: str) -> Tokens:
+        """``text``'s plain tokens as they are when more text follows it (a block line is
+        followed by the next line): alone, a trailing ``"\\n\\n"`` is one token, before more
+        text two."""
+        tail = self.tokens("x")
+        ids = self.tokens(text + "x")
+        if len(ids) > len(tail) and np.array_equal(ids[-len(tail) :], tail):
+            return ids[: -len(tail)]
+        return self.tokens(text)
 
     def _pieces(
         self, messages: Sequence[Message], reply: bool, text: str
@@ -131,9 +143,7 @@ class LoadedModel:
     def system_opening(self) -> Tokens:
         """The template's tokens before a system message's content (``<|im_start|>system\\n``)."""
         wire = [{"role": "system", "content": _MARK.format(0)}]
-        head = _MARK_RE.split(self._render(wire, False))[0]
-        ids = self.llama.tokenize(head.encode("utf-8"), add_bos=False, special=True)
-        return np.array(ids, dtype=np.intc)
+        return self.tokens(_MARK_RE.split(self._render(wire, False))[0], special=True)
 
     def counter(self) -> LlamaTokenCounter:
         if self._counter is None:
@@ -170,7 +180,6 @@ def load_model(
     n_ctx: int,
     n_threads: int | None,
     cache_bytes: int,
-    splice_bytes: int = 0,
     verbose: bool,
 ) -> LoadedModel:
     """The process-wide model for these settings, loaded on first call.
@@ -185,8 +194,7 @@ def load_model(
         if model is None:
             model = _load(prepare(), n_ctx=n_ctx, n_threads=n_threads, verbose=verbose)
             _MODELS[key] = model
-        model.conversations.max_bytes = cache_bytes  # the latest backend's ceilings apply
-        model.pieces.max_bytes = splice_bytes
+        model.conversations.max_bytes = cache_bytes  # the latest backend's ceiling applies
     return model
 
 

@@ -76,13 +76,8 @@ class PieceStore:
         self._by_head: dict[bytes, set[bytes]] = {}
         self._bytes = 0
         self.made = 0
-        self.made_tokens = 0
         self.spliced = 0
         self.spliced_tokens = 0
-        self.failed = 0
-        self.evictions = 0
-        self.gaps = 0  # runs read between pieces, and their tokens
-        self.gap_tokens = 0
 
     def __len__(self) -> int:
         return len(self._pieces)
@@ -90,9 +85,6 @@ class PieceStore:
     @property
     def bytes_held(self) -> int:
         return self._bytes
-
-    def __contains__(self, tokens: Tokens) -> bool:
-        return _key(tokens) in self._pieces
 
     def make(self, llama: Any, tokens: Tokens, prefix: Tokens) -> int:
         """Read ``tokens`` behind ``prefix`` in the scratch sequence and keep their cells.
@@ -130,7 +122,6 @@ class PieceStore:
             return 0
         self._put(key, Piece(tokens, buf, int(written), start))
         self.made += 1
-        self.made_tokens += len(tokens)
         return len(run)
 
     def _put(self, key: bytes, piece: Piece) -> None:
@@ -140,7 +131,6 @@ class PieceStore:
         while self._bytes > self.max_bytes and self._pieces:
             old, evicted = self._pieces.popitem(last=False)
             self._drop(old, evicted)
-            self.evictions += 1
 
     def _drop(self, key: bytes, piece: Piece) -> None:
         self._bytes -= piece.nbytes
@@ -178,6 +168,14 @@ class PieceStore:
             self._pieces.move_to_end(_key(best[0].tokens))
         return best
 
+    def next_match(self, prompt: Tokens, at: int, end: int) -> tuple[int, Piece, int] | None:
+        """The first position from ``at`` on where ``match`` finds a piece, with its match."""
+        for pos in range(at, end):
+            found = self.match(prompt, pos, end)
+            if found is not None:
+                return (pos, *found)
+        return None
+
 
 def splice(llama: Any, store: PieceStore, prompt: Tokens, end: int) -> int:
     """Splice held pieces into the live cache where ``prompt`` goes beyond it, up to ``end``.
@@ -190,10 +188,7 @@ def splice(llama: Any, store: PieceStore, prompt: Tokens, end: int) -> int:
     import llama_cpp
 
     placed = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
-    at = placed
-    found = None
-    while at < end and (found := store.match(prompt, at, end)) is None:
-        at += 1
+    found = store.next_match(prompt, placed, end)
     if found is None:
         return 0
     mem = llama._ctx.memory
@@ -201,22 +196,17 @@ def splice(llama: Any, store: PieceStore, prompt: Tokens, end: int) -> int:
     _set_tokens(llama, prompt[:placed])
     spliced = 0
     while found is not None:
-        piece, m = found
+        at, piece, m = found
         if at > placed:  # read the gap first: positions must follow on in the live sequence
             llama.eval(prompt[placed:at].tolist())
-            store.gaps += 1
-            store.gap_tokens += at - placed
         if not _restore(llama_cpp, llama, mem, piece, at, m):
-            store.failed += 1
             break
         spliced += m
         store.spliced += 1
         store.spliced_tokens += m
-        at = placed = at + m
+        placed = at + m
         _set_tokens(llama, prompt[:placed])
-        found = None
-        while at < end and (found := store.match(prompt, at, end)) is None:
-            at += 1
+        found = store.next_match(prompt, placed, end)
     return spliced
 
 

@@ -99,8 +99,7 @@ class LlamaCppBackend:
     ``DEFAULT_SPLICE_BYTES``; 0 turns splicing off; see ``precompute``). Sampling is greedy
     unless ``GenerationParams.temperature`` is set; ``seed`` seeds sampling when it is not.
     ``repeat_penalty`` is llama-cpp-python's chat default (1.1): without it a model this small
-    loops even on easy questions. Nothing is loaded until the
-    first use.
+    loops even on easy questions. Nothing is loaded until the first use.
     """
 
     def __init__(
@@ -232,17 +231,17 @@ class LlamaCppBackend:
         read behind the template's system-message opening and ``after`` (e.g. the recall
         block's header), matched later by its exact tokens (tokenized on its own, as message
         contents are), in any conversation. Returns the tokens read (0 when splicing is off,
-        or the texts are held already or shorter than 8 tokens).
+        or the texts are held already or shorter than ``MIN_PIECE`` tokens).
         """
         if not texts or not self.splicing:
             return 0
         model = self._model()
         with _hold(model), _map_errors("reading ahead"):
             model.pieces.max_bytes = self.splice_bytes  # the latest backend's ceiling applies
-            llama = model.llama
-            prefix = np.concatenate([model.system_opening(), _plain(llama, after)])
-            read = model.pieces.make(llama, prefix, prefix[:0])  # the lead itself: no gap read
-            return read + sum(model.pieces.make(llama, _followed(llama, t), prefix) for t in texts)
+            llama, pieces = model.llama, model.pieces
+            prefix = np.concatenate([model.system_opening(), model.tokens(after)])
+            read = pieces.make(llama, prefix, prefix[:0])  # the lead itself: no gap read
+            return read + sum(pieces.make(llama, model.tokens_followed(t), prefix) for t in texts)
 
     def prefill(self, messages: Sequence[Message], params: GenerationParams | None = None) -> int:
         """Read ``messages`` into the conversation's cache now, without generating.
@@ -285,7 +284,6 @@ class LlamaCppBackend:
                 n_ctx=self.n_ctx,
                 n_threads=self.n_threads,
                 cache_bytes=self.cache_bytes,
-                splice_bytes=self.splice_bytes,
                 verbose=self.verbose,
             )
             self.weights_path = self._loaded.path
@@ -312,7 +310,7 @@ class LlamaCppBackend:
             if plan is not None and apply_shift(llama, plan, prompt):
                 convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
-        if self.splice_bytes > 0 and model.can_splice and len(model.pieces):
+        if len(model.pieces) and self.splicing:
             # the last token is always decoded; gaps read between pieces do not count as reused
             reused += splice(llama, model.pieces, prompt, len(prompt) - 1)
         return min(reused, len(prompt) - 1)  # the last prompt token is always decoded
@@ -351,21 +349,6 @@ class LlamaCppBackend:
         finish = "stop" if stops.hit else finish
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=count, cached_tokens=cached)
         yield Chunk(stops.flush(decoder.decode(b"", final=True)), finish, usage)
-
-
-def _plain(llama: Any, text: str) -> Tokens:
-    ids = llama.tokenize(text.encode("utf-8"), add_bos=False, special=False) if text else []
-    return np.array(ids, dtype=np.intc)
-
-
-def _followed(llama: Any, text: str) -> Tokens:
-    """``text``'s tokens as they are when more text follows it (a block line is followed by the
-    next line): alone, a trailing ``"\n\n"`` is one token, before more text it is two."""
-    tail = _plain(llama, "x")
-    ids = _plain(llama, text + "x")
-    if len(ids) > len(tail) and np.array_equal(ids[-len(tail) :], tail):
-        return ids[: -len(tail)]
-    return _plain(llama, text)
 
 
 def _sampling(params: GenerationParams, repeat_penalty: float) -> dict[str, Any]:

@@ -121,6 +121,10 @@ def _day(created_at: float) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(created_at))
 
 
+def _day_line(day: str) -> str:
+    return f"[{day}]"
+
+
 def _line(msg: Message) -> str:
     return f"{msg.role}: {msg.content}"
 
@@ -139,7 +143,7 @@ class _Costs:
         return message_tokens(msg, self.counter) - self.counter.per_message + role
 
     def day(self, day: str) -> int:
-        return self.counter.count(f"[{day}]") + 2
+        return self.counter.count(_day_line(day)) + 2
 
 
 @dataclass(frozen=True, slots=True)
@@ -394,7 +398,7 @@ def block_pieces(messages: Sequence[Message]) -> list[str]:
     (almost) no prompt reading; the block is these runs joined, so their tokens match.
     """
     days = sorted({_day(m.created_at) for m in messages})
-    return [f"\n[{day}]\n" for day in days] + [_line(m) + "\n" for m in messages]
+    return [f"\n{_day_line(day)}\n" for day in days] + [_line(m) + "\n" for m in messages]
 
 
 def _block(picks: Sequence[_Pick]) -> str:
@@ -413,7 +417,7 @@ def _render(lines: Iterable[tuple[float, str]]) -> str:
     for created_at, text in lines:
         this = _day(created_at)
         if this != day:
-            out += ["", f"[{this}]"]
+            out += ["", _day_line(this)]
             day = this
         out.append(text)
     return "\n".join(out)
