@@ -20,6 +20,7 @@ __all__ = ["ABLATIONS", "notes", "register"]
 # name -> (what changes, RecallMemory keyword arguments, ConversationIndex keyword arguments)
 ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "abl:tail-10%": ("recent tail 10 % of the budget (default 20 %)", {"share": 0.9}, {}),
+    "abl:tail-15%": ("recent tail 15 % of the budget", {"share": 0.85}, {}),
     "abl:tail-40%": ("recent tail 40 % of the budget", {"share": 0.6}, {}),
     "abl:fixed-30%": (
         "fixed shares as before: window 70 %, recall 30 %, at most 10 messages",
@@ -44,6 +45,11 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         "reciprocal rank fusion, k = 60 (default: standard scores)",
         {},
         {"fusion": "rrf"},
+    ),
+    "abl:no-author": (
+        "no raise for the messages of the participant a question names",
+        {},
+        {"author": 0.0},
     ),
     "abl:no-day": ("no raise for a day holding several good hits", {}, {"day": 0.0}),
     "abl:dates-1.0": (

@@ -101,14 +101,17 @@ def padded(chats: Sequence[Chat], counter: TokenCounter) -> list[Chat]:
 
 
 def transcript_rows(turns: Sequence[dict[str, Any]]) -> list[dict[str, str]]:
-    """``{role, content, created_at}``: the session's start (UTC) + the turn's index in it, s."""
+    """``{role, name, content, created_at}``: ``name`` the speaker (OpenAI's message field,
+    which ``memchat import`` reads as the participants' names), ``created_at`` the session's
+    start (UTC) + the turn's index in it, s."""
     rows, index, session = [], 0, None
     for turn in turns:
         index = index + 1 if turn["session"] == session else 0
         session = turn["session"]
         start = datetime.strptime(turn["date"], DATE_FORMAT).replace(tzinfo=UTC)
         at = (start + timedelta(seconds=index)).isoformat()
-        rows.append({"role": turn["role"], "content": turn["content"], "created_at": at})
+        row = {"role": turn["role"], "name": turn["speaker"], "content": turn["content"]}
+        rows.append({**row, "created_at": at})
     return rows
 
 

@@ -160,10 +160,14 @@ def assert_not_indexed(index: ConversationIndex, gone: Message, queries: list[st
         assert gone.id not in ids(index.search(query, everything))
 
 
-def stored_session(budget: int = 400) -> tuple[ChatSession, InMemoryStore, str]:
+def stored_session(
+    budget: int = 400,
+    messages: list[Message] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> tuple[ChatSession, InMemoryStore, str]:
     store = InMemoryStore()
-    conv = store.create_conversation("recall fixture")
-    store.append(conv.id, load())
+    conv = store.create_conversation("recall fixture", metadata=metadata)
+    store.append(conv.id, load() if messages is None else messages)
     s = ChatSession(
         ScriptedBackend(),
         strategy=make_strategy("recall"),
@@ -331,6 +335,47 @@ def test_forget_removes_the_fact_from_every_index_and_the_store() -> None:
     assert all("wisdom teeth" not in m.content for m in ctx.messages)
     assert_not_indexed(index_of(resumed.strategy), fact, queries)
     assert fact.id not in store.get_vectors(conv, model)
+
+
+# -- who said it -------------------------------------------------------------------------------
+ANA_SKIS = "I go skiing in Aspen every winter, it's my favourite week of the year"
+BEN_SKIS = "I go skiing in Zermatt every year with my cousins"
+
+
+def skiing_chat() -> list[Message]:
+    """The fixture with two alike messages in its middle: one the user's, one the assistant's."""
+    messages = load()
+    at = len(messages) // 2
+    stamp = messages[at].created_at
+    pair = [
+        Message("user", ANA_SKIS, created_at=stamp),
+        Message("assistant", BEN_SKIS, created_at=stamp + 1),
+    ]
+    return [*messages[:at], *pair, *messages[at:]]
+
+
+def ski_order(s: ChatSession, question: str) -> list[str]:
+    """The two skiing messages' contents, in the order ``question`` ranks them."""
+    s.context_for(question)  # the index is built from the store, its participants read
+    ranked = [key for key, _ in index_of(s.strategy).search(question, 1000)]
+    by_id = {m.id: m.content for m in s.history.messages()}
+    return [by_id[key] for key in ranked if by_id.get(key) in (ANA_SKIS, BEN_SKIS)]
+
+
+def test_a_question_naming_a_participant_ranks_their_messages_first() -> None:
+    names = {"user_name": "Ana", "assistant_name": "Ben Ortiz"}
+    s, _, _ = stored_session(messages=skiing_chat(), metadata=names)
+    assert ski_order(s, "Where does Ben go skiing?") == [BEN_SKIS, ANA_SKIS]
+    assert ski_order(s, "Where does ana go skiing?") == [ANA_SKIS, BEN_SKIS]
+    assert ski_order(s, "Where does Mr Ortiz's family go skiing?") == [BEN_SKIS, ANA_SKIS]
+    assert index_of(s.strategy).participants == {"user": "Ana", "assistant": "Ben Ortiz"}
+    # naming both, or neither, prefers no one: the order is the one without names at all
+    plain, _, _ = stored_session(messages=skiing_chat())
+    alike = ski_order(plain, "Where does Ben go skiing?")
+    assert ski_order(plain, "Where does Ana go skiing?") == alike
+    assert ski_order(s, "Where do Ana and Ben go skiing?") == ski_order(
+        plain, "Where do Ana and Ben go skiing?"
+    )
 
 
 # -- bad input keeps everything ----------------------------------------------------------------

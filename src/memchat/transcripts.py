@@ -3,7 +3,8 @@
 Accepted input, detected from the content:
 
 - JSONL: one ``{"role", "content"}`` object per line (blank lines skipped, extra keys ignored,
-  optional ``created_at`` as epoch seconds or ISO 8601);
+  optional ``created_at`` as epoch seconds or ISO 8601, optional ``name`` or ``speaker``: who
+  wrote it; a role that one name speaks in throughout becomes a participant);
 - an OpenAI-style JSON array of messages;
 - memchat's own JSON export (an object with a ``messages`` array), so exports read back.
 
@@ -17,14 +18,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from .core.errors import InputError
 from .core.messages import ROLES, Message
+from .core.store import PARTICIPANT_KEYS
 
 __all__ = ["Transcript", "export_json", "export_markdown", "load_transcript", "read_transcript"]
 
@@ -34,10 +36,12 @@ _ROLE_ALIASES = {"developer": "system"}
 
 @dataclass(frozen=True, slots=True)
 class Transcript:
-    """The messages of a file, and its title when the file names one (memchat exports do)."""
+    """The messages of a file, its title when the file names one (memchat exports do), and
+    role -> the name of who speaks in it, when the file tells (``participants``)."""
 
     messages: list[Message]
     title: str | None = None
+    participants: dict[str, str] = field(default_factory=dict)
 
 
 def load_transcript(path: str | Path) -> list[Message]:
@@ -46,19 +50,42 @@ def load_transcript(path: str | Path) -> list[Message]:
 
 
 def read_transcript(path: str | Path) -> Transcript:
-    """Like ``load_transcript`` but also returns the title of a memchat export."""
+    """Like ``load_transcript`` but also returns the title of a memchat export and the
+    participants' names."""
     path = Path(path)
     text = _read_text(path)
     if not text.strip():
         raise InputError(f"{path}: the file is empty")
     if text.lstrip().startswith("["):
-        return Transcript(_from_items(path, _json_document(path, text), "index"))
+        return _transcript(_from_items(path, _json_document(path, text), "index"))
     document = _whole_json(text)
     if isinstance(document, dict) and isinstance(document.get("messages"), list):
         title = document.get("title")
-        messages = _from_items(path, document["messages"], "messages index")
-        return Transcript(messages, title if isinstance(title, str) and title else None)
-    return Transcript(list(_from_jsonl(path, text)))
+        read = _from_items(path, document["messages"], "messages index")
+        named = document.get("participants")
+        if named is not None and not (
+            isinstance(named, dict) and all(isinstance(v, str) for v in named.values())
+        ):
+            raise InputError(f"{path}: 'participants' must map roles to names")
+        return _transcript(read, title if isinstance(title, str) and title else None, named)
+    return _transcript(list(_from_jsonl(path, text)))
+
+
+def _transcript(
+    read: list[tuple[Message, str | None]],
+    title: str | None = None,
+    named: dict[str, str] | None = None,
+) -> Transcript:
+    """The messages, and as participants each role whose named messages all name one speaker
+    (a role that several names speak in, like a group chat's users, is left out)."""
+    names: dict[str, set[str]] = {}
+    for message, name in read:
+        if name:
+            names.setdefault(message.role, set()).add(name)
+    found = {role: next(iter(n)) for role, n in names.items() if len(n) == 1}
+    found.update((role, name.strip()) for role, name in (named or {}).items() if name.strip())
+    found = {role: name for role, name in found.items() if role in PARTICIPANT_KEYS}
+    return Transcript([m for m, _ in read], title, found)
 
 
 def _read_text(path: Path) -> str:
@@ -91,13 +118,13 @@ def _whole_json(text: str) -> Any:
         return None
 
 
-def _from_items(path: Path, items: Sequence[Any], where: str) -> list[Message]:
+def _from_items(path: Path, items: Sequence[Any], where: str) -> list[tuple[Message, str | None]]:
     if not items:
         raise InputError(f"{path}: the file contains no messages")
     return [_message(item, f"{path}: {where} {i}") for i, item in enumerate(items)]
 
 
-def _from_jsonl(path: Path, text: str) -> Iterator[Message]:
+def _from_jsonl(path: Path, text: str) -> Iterator[tuple[Message, str | None]]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
@@ -108,7 +135,9 @@ def _from_jsonl(path: Path, text: str) -> Iterator[Message]:
         yield _message(item, f"{path}: line {number}")
 
 
-def _message(item: Any, where: str) -> Message:
+def _message(item: Any, where: str) -> tuple[Message, str | None]:
+    """The message of ``item`` and the name of its speaker (``name``, as OpenAI's messages
+    carry it, or ``speaker``), if it has one."""
     if not isinstance(item, dict):
         raise InputError(f"{where}: expected a message object, got {_kind(item)}")
     role = item.get("role")
@@ -127,7 +156,10 @@ def _message(item: Any, where: str) -> Message:
         if not isinstance(item["pinned"], bool):
             raise InputError(f"{where}: 'pinned' must be true or false")
         extra["pinned"] = item["pinned"]
-    return Message(role, content, **extra)
+    name = item.get("name", item.get("speaker"))
+    if name is not None and not isinstance(name, str):
+        raise InputError(f"{where}: 'name' must be a string, got {_kind(name)}")
+    return Message(role, content, **extra), (name.strip() or None) if name else None
 
 
 def _timestamp(value: Any, where: str) -> float:
@@ -152,11 +184,15 @@ def _iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, UTC).isoformat()
 
 
-def export_json(title: str, messages: Sequence[Message]) -> str:
-    """A JSON document ``{"title", "exported_at", "messages": [...]}`` that reads back."""
+def export_json(
+    title: str, messages: Sequence[Message], participants: Mapping[str, str] | None = None
+) -> str:
+    """A JSON document ``{"title", "exported_at", "participants", "messages": [...]}`` that
+    reads back."""
     document = {
         "title": title,
         "exported_at": _iso(datetime.now(UTC).timestamp()),
+        "participants": dict(participants or {}),
         "messages": [
             {
                 "id": m.id,
@@ -172,14 +208,19 @@ def export_json(title: str, messages: Sequence[Message]) -> str:
     return json.dumps(document, ensure_ascii=False, indent=2) + "\n"
 
 
-def export_markdown(title: str, messages: Sequence[Message]) -> str:
-    """A readable Markdown rendering: one heading per message with its time. Raw HTML in a
-    title or message shows as text wherever the file is rendered (``_inert``)."""
+def export_markdown(
+    title: str, messages: Sequence[Message], participants: Mapping[str, str] | None = None
+) -> str:
+    """A readable Markdown rendering: one heading per message with its role (and speaker's
+    name) and time. Raw HTML in a title, name or message shows as text wherever the file is
+    rendered (``_inert``)."""
     lines = [f"# {_inert(title or 'Untitled conversation')}", ""]
+    names = participants or {}
     for m in messages:
         stamp = datetime.fromtimestamp(m.created_at, UTC).strftime("%Y-%m-%d %H:%M UTC")
         pin = " · pinned" if m.pinned else ""
-        lines += [f"## {m.role} · {stamp}{pin}", "", _inert(m.content.rstrip()), ""]
+        who = f"{m.role} ({_inert(names[m.role])})" if m.role in names else m.role
+        lines += [f"## {who} · {stamp}{pin}", "", _inert(m.content.rstrip()), ""]
     return "\n".join(lines)
 
 

@@ -207,3 +207,18 @@ def test_import_embeds_the_messages_when_the_strategy_recalls_by_embeddings(tmp_
     conv = store.find_conversation("facts")
     model = make_strategy("recall-embed").retriever.vector_model
     assert len(store.get_vectors(conv.id, model)) == 140  # one entry per message, stored
+
+
+def test_import_keeps_the_speakers_names_and_export_writes_them(tmp_path):
+    path = tmp_path / "chat.jsonl"
+    path.write_text(
+        '{"role": "user", "content": "hi Elise", "speaker": "Kate"}\n'
+        '{"role": "assistant", "content": "hey Kate", "name": "Elise"}\n'
+    )
+    store = InMemoryStore()
+    assert run(tmp_path, "import", str(path), "--name", "pals", store=store).exit_code == 0
+    info = store.find_conversation("pals")
+    assert info.participants == {"user": "Kate", "assistant": "Elise"}
+    assert info.metadata == {"user_name": "Kate", "assistant_name": "Elise"}
+    exported = run(tmp_path, "export", "pals", store=store)
+    assert json.loads(exported.stdout)["participants"] == {"user": "Kate", "assistant": "Elise"}

@@ -134,3 +134,48 @@ def test_all_or_nothing_a_late_error_returns_no_messages(tmp_path):
 def test_utf8_bom_is_accepted(tmp_path):
     path = write(tmp_path, '\ufeff{"role": "user", "content": "bom"}\n')
     assert load_transcript(path)[0].content == "bom"
+
+
+def test_speaker_names_become_the_participants(tmp_path):
+    path = write(
+        tmp_path,
+        '{"role": "system", "content": "S", "name": "rules"}\n'
+        '{"role": "user", "content": "hi", "name": "Kate"}\n'
+        '{"role": "assistant", "content": "hey", "speaker": "Elise Moreau"}\n'
+        '{"role": "user", "content": "how are you?"}\n'
+        '{"role": "assistant", "content": "good", "speaker": " Elise Moreau "}\n',
+    )
+    back = read_transcript(path)
+    assert back.participants == {"user": "Kate", "assistant": "Elise Moreau"}
+    assert [m.content for m in back.messages] == ["S", "hi", "hey", "how are you?", "good"]
+
+
+def test_a_role_several_names_speak_in_is_no_participant(tmp_path):
+    path = write(
+        tmp_path,
+        '{"role": "user", "content": "hi", "name": "Kate"}\n'
+        '{"role": "user", "content": "me too", "name": "Tom"}\n'
+        '{"role": "assistant", "content": "hello both", "name": "bot"}\n',
+    )
+    assert read_transcript(path).participants == {"assistant": "bot"}
+    assert read_transcript(write(tmp_path, '{"role": "user", "content": "x"}')).participants == {}
+
+
+def test_a_name_that_is_not_text_is_an_error_naming_the_line(tmp_path):
+    path = write(
+        tmp_path, '{"role": "user", "content": "a"}\n{"role": "user", "content": "b", "name": 3}\n'
+    )
+    with pytest.raises(InputError, match=r"t\.jsonl: line 2: 'name' must be a string"):
+        read_transcript(path)
+
+
+def test_participants_survive_an_export_and_show_in_markdown(tmp_path):
+    messages = [Message("user", "Where to?"), Message("assistant", "Oslo")]
+    names = {"user": "Kate", "assistant": "<b>Elise</b>"}
+    back = read_transcript(write(tmp_path, export_json("Trip", messages, names), "e.json"))
+    assert back.participants == names
+    text = export_markdown("Trip", messages, names)
+    assert "## user (Kate) · " in text and "## assistant (&lt;b>Elise&lt;/b>) · " in text
+    bad = json.dumps({"messages": [{"role": "user", "content": "x"}], "participants": ["Kate"]})
+    with pytest.raises(InputError, match="'participants' must map roles to names"):
+        read_transcript(write(tmp_path, bad, "bad.json"))

@@ -17,10 +17,13 @@ __all__ = [
     "ConversationInfo",
     "ConversationLocks",
     "Lease",
+    "PARTICIPANT_KEYS",
     "ResponseRecord",
     "ResponseStore",
     "Store",
     "SummaryRecord",
+    "participant_metadata",
+    "participants",
 ]
 
 
@@ -42,6 +45,33 @@ class ConversationInfo:
     owner: str = ""
     version: int = 0
     metadata: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def participants(self) -> dict[str, str]:
+        """Role -> the name of who speaks in it, from ``PARTICIPANT_KEYS`` in the metadata."""
+        return participants(self.metadata)
+
+
+# Metadata keys naming who speaks in a role ("user_name": "Kate"). An import sets them from a
+# transcript's ``name`` / ``speaker`` fields; recall uses them: a question that names one
+# participant ranks what that participant said higher (docs/benchmarks.md, abl:no-author).
+PARTICIPANT_KEYS = {"user": "user_name", "assistant": "assistant_name"}
+
+
+def participants(metadata: Mapping[str, str]) -> dict[str, str]:
+    """Role -> participant name, for the ``PARTICIPANT_KEYS`` set (non-blank) in ``metadata``."""
+    return {
+        role: metadata[key].strip()
+        for role, key in PARTICIPANT_KEYS.items()
+        if metadata.get(key, "").strip()
+    }
+
+
+def participant_metadata(names: Mapping[str, str]) -> dict[str, str]:
+    """The metadata entries that record ``names`` (role -> name) as the participants."""
+    return {
+        PARTICIPANT_KEYS[role]: name for role, name in names.items() if role in PARTICIPANT_KEYS
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ from typing import Any
 
 from .embedder import require
 
-__all__ = ["Bm25Index", "names", "tokenize", "without_names"]
+__all__ = ["Bm25Index", "bare_word", "names", "tokenize", "without_names"]
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 
@@ -55,12 +55,13 @@ def _words(text: str) -> Iterator[tuple[str, str, bool]]:
     may be a name (capitalised, not the first word of a sentence, not "I")."""
     start = True
     for word in text.split():
-        core = _core(word)
+        core = bare_word(word)
         yield word, core, not start and core[:1].isupper() and core != "I"
         start = word.endswith((".", "?", "!"))
 
 
-def _core(word: str) -> str:
+def bare_word(word: str) -> str:
+    """``word`` without edge punctuation and a possessive "'s"."""
     core = word.strip(_EDGE)
     for ending in _POSSESSIVE:
         core = core.removesuffix(ending)

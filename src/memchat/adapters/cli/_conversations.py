@@ -14,7 +14,7 @@ from rich.progress import Progress
 from ...core.errors import MemchatError, UsageError
 from ...core.history import group_rounds
 from ...core.messages import Message
-from ...core.store import Store
+from ...core.store import Store, participant_metadata
 from ...core.tokens import TokenCounter, message_tokens
 from ...settings import Settings
 from ...strategies import make_strategy
@@ -129,7 +129,9 @@ def export(
     if fmt is None:
         is_md = output is not None and Path(output).suffix.lower() in (".md", ".markdown")
         fmt = "markdown" if is_md else "json"
-    text = (export_markdown if fmt == "markdown" else export_json)(info.title, messages)
+    text = (export_markdown if fmt == "markdown" else export_json)(
+        info.title, messages, info.participants
+    )
     if output is None:
         click.echo(text, nl=False)
         return
@@ -179,7 +181,7 @@ def import_(app: App, /, file: str, name: str | None, **flags: Any) -> None:
     title = _unused_title(store, name or transcript.title or Path(file).stem)
     messages = transcript.messages
     _count_all(app, messages, _counter(app, settings))
-    info = store.create_conversation(title)
+    info = store.create_conversation(title, metadata=participant_metadata(transcript.participants))
     try:
         with app.err.status(f"writing {len(messages):,} messages", spinner="dots"):
             store.append(info.id, messages)

@@ -19,7 +19,7 @@ import gradio as gr
 
 from ...core.errors import InputError, MemchatError, UsageError
 from ...core.messages import Message
-from ...core.store import ConversationInfo, Store
+from ...core.store import ConversationInfo, Store, participant_metadata
 from ...settings import BACKEND_NAMES
 from ...strategies import STRATEGY_NAMES
 from ...transcripts import export_json, export_markdown, read_transcript
@@ -241,7 +241,7 @@ def export_file(store: Store, info: ConversationInfo, fmt: str, folder: Path) ->
     messages = store.load(info.id)
     folder.mkdir(parents=True, exist_ok=True)
     out = Path(tempfile.mkdtemp(dir=folder)) / f"{_filename(info.title)}{suffix}"
-    out.write_text(render(info.title, messages), encoding="utf-8")
+    out.write_text(render(info.title, messages, info.participants), encoding="utf-8")
     return out
 
 
@@ -259,7 +259,8 @@ def import_file(store: Store, owner: str, path: str | Path) -> ConversationInfo:
         raise InputError(f"{path.name}: no messages to import")
     first_user = next((m.content for m in messages if m.role == "user"), path.stem)
     title = short_title(transcript.title or first_user) or "Imported conversation"
-    info = store.create_conversation(title, owner=owner)
+    metadata = participant_metadata(transcript.participants)
+    info = store.create_conversation(title, owner=owner, metadata=metadata)
     try:
         store.append(info.id, messages)
     except Exception:
