@@ -319,3 +319,39 @@ def test_config_with_a_broken_config_file(tmp_path):
 def test_help_and_version(tmp_path):
     assert "chat" in run(tmp_path, "--help").stdout
     assert "memchat" in run(tmp_path, "--version").stdout
+
+
+def ski_transcript(tmp_path: Path, named: bool) -> Path:
+    """Thirty rounds of filler between Ana (user) and Ben (assistant), and one round in which
+    both say they ski, in the same words but for the place."""
+    rows: list[dict[str, str]] = []
+    for i in range(30):
+        rows += [{"role": "user", "content": f"filler number {i} about the weather today"},
+                 {"role": "assistant", "content": f"reply number {i} on clouds"}]  # fmt: skip
+    rows[20:20] = [
+        {"role": "user", "content": "I go skiing in Aspen every winter"},
+        {"role": "assistant", "content": "I go skiing in Zermatt every winter"},
+    ]
+    if named:
+        for row in rows:
+            row["name"] = "Ana" if row["role"] == "user" else "Ben"
+    path = tmp_path / f"ski-{named}.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+@pytest.mark.parametrize("named", [True, False])
+def test_context_of_a_transcript_with_speakers_recalls_what_the_named_one_said(tmp_path, named):
+    path = ski_transcript(tmp_path, named)
+    places = {}
+    for who in ("Ana", "Ben"):
+        result = run(tmp_path, "context", "--backend", "echo", "--strategy", "recall-bm25",
+                     "-t", str(path), "-q", f"Where does {who} go skiing?", "--budget", "60",
+                     "--reserve", "0", "--json")  # fmt: skip
+        assert result.exit_code == 0, result.output
+        sent = " ".join(m["content"] for m in json.loads(result.stdout))
+        places[who] = [p for p in ("Aspen", "Zermatt") if p in sent]
+    if named:
+        assert places == {"Ana": ["Aspen"], "Ben": ["Zermatt"]}
+    else:  # who said it is unknown: the same message comes back for both
+        assert places["Ana"] == places["Ben"] and len(places["Ana"]) == 1

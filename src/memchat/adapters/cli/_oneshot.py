@@ -11,9 +11,10 @@ from rich.markup import escape
 
 from ...core.errors import UsageError
 from ...core.messages import Message
-from ...core.store import Store
+from ...core.store import Store, participant_metadata
 from ...settings import Settings
-from ...transcripts import load_transcript
+from ...storage import InMemoryStore
+from ...transcripts import read_transcript
 from ...wiring import build_session, counting_backend
 from ._common import App, find_conversation, hear_early, settings_options, untold
 from ._render import context_table, context_totals, settings_table
@@ -67,11 +68,16 @@ def ask(app: App, /, words: tuple[str, ...], conversation: str | None, **flags: 
 def _history(
     app: App, settings: Settings, conversation: str | None, transcript: str | None
 ) -> tuple[Store | None, str | None, list[Message]]:
-    """(store, conversation id, messages) for the inspector: a stored chat or a file."""
+    """(store, conversation id, messages) for the inspector: a stored chat or a file. A file is
+    read into a scratch in-memory store, as an import would store it (with its participants)."""
     if (conversation is None) == (transcript is None):
         raise UsageError("give either a stored CONVERSATION or --transcript FILE (not both)")
     if transcript is not None:
-        return None, None, load_transcript(transcript)
+        read = read_transcript(transcript)
+        scratch = InMemoryStore()
+        info = scratch.create_conversation(metadata=participant_metadata(read.participants))
+        scratch.append(info.id, read.messages)
+        return scratch, info.id, []
     store = app.require_store(settings)
     return store, find_conversation(store, str(conversation)).id, []
 
