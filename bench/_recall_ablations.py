@@ -19,8 +19,11 @@ __all__ = ["ABLATIONS", "notes", "register"]
 
 # name -> (what changes, RecallMemory keyword arguments, ConversationIndex keyword arguments)
 ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "abl:tail-10%": ("recent tail 10 % of the budget (default 20 %)", {"share": 0.9}, {}),
-    "abl:tail-15%": ("recent tail 15 % of the budget", {"share": 0.85}, {}),
+    "abl:tail-20%": (
+        "recent tail 20 % of the budget, as before (default 10 %)",
+        {"share": 0.8},
+        {},
+    ),
     "abl:tail-40%": ("recent tail 40 % of the budget", {"share": 0.6}, {}),
     "abl:fixed-30%": (
         "fixed shares as before: window 70 %, recall 30 %, at most 10 messages",
@@ -78,23 +81,23 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     ),
     "abl:local-256": (
         "`recall-local` with a 256-token block (default 768)",
-        {"most": 256, "asked_only": True},
+        {"most": 256, "asked_only": True, "share": 0.8},
         {},
     ),
     "abl:local-512": (
         "`recall-local` with a 512-token block (the default before Q8_0 weights)",
-        {"most": 512, "asked_only": True},
+        {"most": 512, "asked_only": True, "share": 0.8},
         {},
     ),
     "abl:local-gate-1.0": (
         "`recall-local` with a relevance gate: recall only when the best old message scores at "
         "least as high as the best message already in the context (default: no gate)",
-        {"most": 768, "asked_only": True, "gate": 1.0},
+        {"most": 768, "asked_only": True, "gate": 1.0, "share": 0.8},
         {},
     ),
     "abl:local-gate-1.2": (
         "the same gate at 1.2 x the best message in the context",
-        {"most": 768, "asked_only": True, "gate": 1.2},
+        {"most": 768, "asked_only": True, "gate": 1.2, "share": 0.8},
         {},
     ),
 }

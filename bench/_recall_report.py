@@ -320,7 +320,10 @@ repository (`$MEMCHAT_REALTALK`, default `../shared/data/realtalk`) and never co
 average {real["load"]}, {real["seconds"]:,.0f} s.
 
 The user's path, not a shortcut: each chat is written as a JSONL transcript (created_at = the
-session's start + the turn's index in it, seconds) and imported with `memchat import` (the click
+session's start + the turn's index in it, seconds; `name` = the speaker, as the data gives it,
+which the import records as the conversation's two participants: the data's speaker names are
+pseudonyms that most questions use, though not all: chat-01's questions name a "Kate" who
+speaks as "Emi") and imported with `memchat import` (the click
 command in-process, SQLite store in a fresh `MEMCHAT_HOME`, backend openai, model
 `{real["model"]}`, strategy `{real["import_strategy"]}`, which embeds the conversation at
 import; the other embedding strategies reuse those stored vectors when their vector model is the

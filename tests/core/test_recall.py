@@ -131,7 +131,7 @@ def test_the_gate_recalls_only_what_the_recent_window_does_not_already_match() -
     history = chat(60)
     index = WordOverlap()
     index.sync(history.rounds)
-    gated = RecallMemory(index, CacheAware(), gate=1.0)
+    gated = RecallMemory(index, CacheAware(), share=0.8, gate=1.0)  # a tail holding round 59
     budget = Budget(400, 50)
     newest = history.rounds[-1][0].content  # "topic59 fact: value59 and more words"
     # a query the window's newest message matches best: nothing recalled, nothing extra sent
@@ -139,7 +139,8 @@ def test_the_gate_recalls_only_what_the_recent_window_does_not_already_match() -
     ctx = gated.select(history, budget)
     assert ctx.recalled == [] and all(m.id != "recalled" for m in ctx.messages)
     assert "nothing recalled" in " ".join(ctx.notes)
-    assert RecallMemory(index, CacheAware()).select(history, budget).recalled  # ungated recalls
+    ungated = RecallMemory(index, CacheAware(), share=0.8)
+    assert ungated.select(history, budget).recalled
     history.pop_last_round()
     # a query only an old message matches: recalled as without the gate
     history.append(Message("user", "what was topic7 value7 about?"))
