@@ -232,15 +232,18 @@ def test_the_inspector_shows_every_kind_of_message_escaped() -> None:
 # -- files -----------------------------------------------------------------------------------
 def test_export_then_import_reads_back_with_fresh_ids(tmp_path: Path) -> None:
     store = InMemoryStore()
-    info = store.create_conversation("Trip", owner="visitor:a")
+    names = {"user_name": "Kate", "assistant_name": "Elise"}
+    info = store.create_conversation("Trip", owner="visitor:a", metadata=names)
     store.append(info.id, [Message("user", "hi"), Message("assistant", "hello", pinned=True)])
     for fmt, suffix in (("JSON", ".json"), ("Markdown", ".md")):
         path = export_file(store, info, fmt, tmp_path)
         assert path.suffix == suffix and "hello" in path.read_text()
+        assert "Elise" in path.read_text()
     exported = export_file(store, info, "JSON", tmp_path)
     first = import_file(store, "visitor:b", exported)
     second = import_file(store, "visitor:b", exported)
     assert first.owner == "visitor:b" and first.title == "Trip" and first.message_count == 2
+    assert first.participants == {"user": "Kate", "assistant": "Elise"}
     ids = {m.id for m in store.load(first.id)} | {m.id for m in store.load(second.id)}
     assert len(ids) == 4 and store.load(first.id)[1].pinned
     with pytest.raises(InputError):
