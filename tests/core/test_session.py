@@ -246,3 +246,14 @@ def test_reset_clears_the_stored_conversation_too(backend: ScriptedBackend) -> N
     session.ask("fresh")
     resumed = ChatSession(backend, history=store.load(conv))
     assert [m.content for m in resumed.history.messages()] == ["fresh", "ok"]
+
+
+def test_a_budget_given_as_a_token_count_gets_the_default_reserve() -> None:
+    # a 4,096-token model: 2,096 tokens past the budget hold the reply; 4,000 leave 96 of 1,000
+    assert ChatSession(ScriptedBackend(), budget=2000).budget == Budget(2000, 0)
+    assert ChatSession(ScriptedBackend(), budget=4000).budget == Budget(4000, 904)
+    for bad in ("2000", 2000.0, True):
+        with pytest.raises(UsageError, match="budget must be a Budget or a token count"):
+            ChatSession(ScriptedBackend(), budget=bad)  # type: ignore[arg-type]
+    with pytest.raises(UsageError, match="must be positive"):
+        ChatSession(ScriptedBackend(), budget=0)

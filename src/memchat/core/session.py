@@ -47,7 +47,8 @@ class ChatSession:
     ``send(text)`` returns a ``Reply`` to iterate; ``context_for(text)`` shows what would be sent.
 
     ``budget`` defaults to the backend's context window (4,096 tokens if it has none) with
-    ``default_reserve`` kept for the reply (a quarter, at most 1,024). ``index`` is the recall
+    ``default_reserve`` kept for the reply (a quarter, at most 1,024); a token count gets that
+    reserve too. ``index`` is the recall
     index to keep in sync (default: the one a RecallMemory strategy searches); ``summarizer``
     folds dropped rounds into a summarising strategy's summary (default: the chat backend;
     ``summarize`` is its older name).
@@ -58,7 +59,7 @@ class ChatSession:
         backend: ChatBackend,
         *,
         strategy: MemoryStrategy | None = None,
-        budget: Budget | None = None,
+        budget: Budget | int | None = None,
         system_prompt: str | None = None,
         history: Iterable[Message] = (),
         params: GenerationParams | None = None,
@@ -75,8 +76,11 @@ class ChatSession:
         self.strategy = strategy or CacheAware()
         self.index = index if index is not None else index_of(self.strategy)
         if budget is None:
-            window = backend.context_window or DEFAULT_WINDOW
-            budget = Budget(window, default_reserve(window, backend.context_window))
+            budget = backend.context_window or DEFAULT_WINDOW
+        if isinstance(budget, int) and not isinstance(budget, bool):  # tokens: the default reserve
+            budget = Budget(budget, default_reserve(budget, backend.context_window))
+        if not isinstance(budget, Budget):
+            raise UsageError(f"budget must be a Budget or a token count, got {budget!r}")
         self.budget = budget
         self.params = params or GenerationParams()
         self.store = store
