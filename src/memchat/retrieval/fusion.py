@@ -12,8 +12,8 @@ Both need no calibration between BM25 scores (unbounded) and cosines (-1..1).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from statistics import pstdev
 
 from ..core.errors import UsageError
 
@@ -51,8 +51,15 @@ def standard_score_fusion(
         if not ranking or not weight:
             continue
         scores = [score for _, score in ranking]
-        low, spread = min(scores), pstdev(scores)
+        low, spread = min(scores), _spread(scores)
         for key, score in ranking:  # no spread (one hit, or all equal): each listed hit counts 1
             value = (score - low) / spread if spread else 1.0
             fused[key] = fused.get(key, 0.0) + weight * value
     return fused
+
+
+def _spread(values: Sequence[float]) -> float:
+    """The population standard deviation, in floats (``statistics.pstdev`` computes it exactly,
+    with fractions: 1.5 ms of a 20 ms context on a 10,000-turn chat)."""
+    mean = sum(values) / len(values)
+    return math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
