@@ -3,8 +3,10 @@
 Accepted input, detected from the content:
 
 - JSONL: one ``{"role", "content"}`` object per line (blank lines skipped, extra keys ignored,
-  optional ``created_at`` as epoch seconds or ISO 8601, optional ``name`` or ``speaker``: who
-  wrote it; a role that one name speaks in throughout becomes a participant);
+  optional ``created_at`` (or ``timestamp``, ``time``, ``date``: when it was said) as epoch
+  seconds, ISO 8601 or a day-first dotted date such as ``29.12.2023, 22:42:04``, optional
+  ``name`` or ``speaker``: who wrote it; a role that one name speaks in throughout becomes a
+  participant);
 - an OpenAI-style JSON array of messages;
 - memchat's own JSON export (an object with a ``messages`` array), so exports read back.
 
@@ -150,8 +152,9 @@ def _message(item: Any, where: str) -> tuple[Message, str | None]:
     if not isinstance(content, str):
         raise InputError(f"{where}: 'content' must be a string, got {_kind(content)}")
     extra: dict[str, Any] = {}
-    if item.get("created_at") is not None:
-        extra["created_at"] = _timestamp(item["created_at"], where)
+    key = next((k for k in _TIME_KEYS if item.get(k) is not None), None)
+    if key is not None:
+        extra["created_at"] = _timestamp(item[key], f"{where}: {key!r}")
     if item.get("pinned") is not None:
         if not isinstance(item["pinned"], bool):
             raise InputError(f"{where}: 'pinned' must be true or false")
@@ -162,18 +165,35 @@ def _message(item: Any, where: str) -> tuple[Message, str | None]:
     return Message(role, content, **extra), (name.strip() or None) if name else None
 
 
+# the keys other tools' exports give a message's time in, in the order they are looked for
+_TIME_KEYS = ("created_at", "timestamp", "time", "date")
+# day-first dotted dates (as European chat exports write them), optionally with a time
+_DOTTED = tuple(f"%d.%m.%Y{t}" for t in (", %H:%M:%S", " %H:%M:%S", ", %H:%M", " %H:%M", ""))
+
+
 def _timestamp(value: Any, where: str) -> float:
-    """Epoch seconds from a number or an ISO 8601 string (naive means UTC)."""
+    """Epoch seconds from a number, an ISO 8601 string or a day-first dotted date (naive
+    means UTC)."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if isinstance(value, str):
+        text = value.strip()
         try:
-            stamp = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
-            pass
-        else:
+            stamp = next(filter(None, (_parsed(text, form) for form in _DOTTED)), None)
+        if stamp is not None:
             return (stamp if stamp.tzinfo else stamp.replace(tzinfo=UTC)).timestamp()
-    raise InputError(f"{where}: 'created_at' must be epoch seconds or ISO 8601, got {value!r}")
+    raise InputError(
+        f"{where} must be epoch seconds, ISO 8601 or DD.MM.YYYY[, HH:MM[:SS]], got {value!r}"
+    )
+
+
+def _parsed(text: str, form: str) -> datetime | None:
+    try:
+        return datetime.strptime(text, form)
+    except ValueError:
+        return None
 
 
 def _kind(value: Any) -> str:

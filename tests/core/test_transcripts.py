@@ -40,6 +40,28 @@ def test_jsonl_ignores_extra_keys_and_blank_lines(tmp_path):
     assert len({m.id for m in messages}) == 3
 
 
+def test_a_time_under_another_key_or_in_a_dotted_day_first_date(tmp_path):
+    """Chat exports name a message's time ``timestamp``, ``time`` or ``date`` and write it as
+    "29.12.2023, 22:42:04" (a day-first European date): the messages keep that time, so a
+    question naming a day finds them; ``created_at`` wins when a message has several."""
+    path = write(
+        tmp_path,
+        '{"role": "user", "content": "a", "date": "29.12.2023, 22:42:04", "speaker": "Emi"}\n'
+        '{"role": "assistant", "content": "b", "timestamp": "2024-01-02 03:04"}\n'
+        '{"role": "user", "content": "c", "time": 1700000000, "date": "01.01.2020"}\n'
+        '{"role": "user", "content": "d", "created_at": 5, "date": "02.01.2020"}\n'
+        '{"role": "user", "content": "e", "date": "03.01.2020"}\n',
+    )
+    got = [m.created_at for m in load_transcript(path)]
+    assert got == [
+        datetime(2023, 12, 29, 22, 42, 4, tzinfo=UTC).timestamp(),
+        datetime(2024, 1, 2, 3, 4, tzinfo=UTC).timestamp(),
+        1700000000.0,
+        5.0,
+        datetime(2020, 1, 3, tzinfo=UTC).timestamp(),
+    ]
+
+
 def test_openai_style_json_array_with_developer_role(tmp_path):
     data = [
         {"role": "developer", "content": "rules"},
@@ -95,6 +117,8 @@ BAD_FILES = [
     ('[{"role": "user", "content": ["part"]}]', "index 0: 'content' must be a string, got list"),
     ('[\n  {"role": "user", "content": "a"},\n]', "line 3: invalid JSON"),
     ('{"role": "user", "content": "a", "created_at": "yesterday"}', "'created_at' must be"),
+    ('{"role": "user", "content": "a", "date": "12/29/2023"}', "line 1: 'date' must be"),
+    ('{"role": "user", "content": "a", "date": "31.02.2024"}', "line 1: 'date' must be"),
     ('{"role": "user", "content": "a", "pinned": "yes"}', "'pinned' must be true or false"),
 ]  # fmt: skip
 
