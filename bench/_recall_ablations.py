@@ -13,7 +13,7 @@ from typing import Any
 from bench._common import table
 from memchat.core.memory import CacheAware
 from memchat.core.memory.recall import RecallMemory
-from memchat.strategies import STRATEGIES
+from memchat.strategies import LOCAL_RECALL, LOCAL_SHARE, STRATEGIES
 
 __all__ = ["ABLATIONS", "notes", "register"]
 
@@ -79,25 +79,26 @@ ABLATIONS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
         {"long": None},
         {},
     ),
-    "abl:local-256": (
-        "`recall-local` with a 256-token block (default 768)",
-        {"most": 256, "asked_only": True, "share": 0.8},
-        {},
-    ),
     "abl:local-512": (
         "`recall-local` with a 512-token block (the default before Q8_0 weights)",
-        {"most": 512, "asked_only": True, "share": 0.8},
+        {"most": 512, "asked_only": True, "share": LOCAL_SHARE},
+        {},
+    ),
+    "abl:local-768": (
+        f"`recall-local` with a 768-token block (the default before KV splicing; now "
+        f"{LOCAL_RECALL})",
+        {"most": 768, "asked_only": True, "share": LOCAL_SHARE},
         {},
     ),
     "abl:local-gate-1.0": (
         "`recall-local` with a relevance gate: recall only when the best old message scores at "
         "least as high as the best message already in the context (default: no gate)",
-        {"most": 768, "asked_only": True, "gate": 1.0, "share": 0.8},
+        {"most": LOCAL_RECALL, "asked_only": True, "gate": 1.0, "share": LOCAL_SHARE},
         {},
     ),
     "abl:local-gate-1.2": (
         "the same gate at 1.2 x the best message in the context",
-        {"most": 768, "asked_only": True, "gate": 1.2, "share": 0.8},
+        {"most": LOCAL_RECALL, "asked_only": True, "gate": 1.2, "share": LOCAL_SHARE},
         {},
     ),
 }
@@ -124,11 +125,11 @@ def notes(methods: Sequence[str]) -> str:
     """The report's words on the ``@embedded`` rows and what each ``abl:`` row changes."""
     bare = [n.removesuffix("@embedded") for n in methods]
     rows = [[f"`{n}`", ABLATIONS[n][0]] for n in bare if n in ABLATIONS]
-    embedded = """
+    embedded = f"""
 Rows `NAME@embedded` run the strategy with the embedded model's settings (`--backend local`:
 SmolLM2's own tokenizer, a 8,192-token context window, so no reply reserve at these budgets);
 `recall-local` is the embedded default (recall only for a message that asks something, block of
-at most 768 tokens; every question here asks, so the cap is what limits it).
+at most {LOCAL_RECALL} tokens; every question here asks, so the cap is what limits it).
 """
     if not rows:
         return embedded

@@ -26,6 +26,7 @@ __all__ = [
     "DEFAULT_STRATEGY",
     "LOCAL_DEFAULT_STRATEGY",
     "LOCAL_RECALL",
+    "LOCAL_SHARE",
     "STRATEGIES",
     "STRATEGY_NAMES",
     "StrategyFactory",
@@ -46,9 +47,12 @@ class StrategyFactory(Protocol):
     def __call__(self, *, embedder: OnnxEmbedder | None = None) -> MemoryStrategy: ...
 
 
-# tokens of recall block on the embedded model: read in about the time 512 took on the shipped
-# Q4_1 weights, now that they run as Q8_0 (docs/benchmarks.md, embedded (f), (g))
-LOCAL_RECALL = 768
+# tokens of recall block on the embedded model (was 768: read in about the time 512 took on the
+# shipped Q4_1 weights, now that they run as Q8_0). With KV splicing a held line costs no
+# reading, so the cap only bounds the first recall of lines not held yet (an import, an evicted
+# piece): on the real chats recall at 1,000 tokens 0.704 -> 0.729, at 2,000 0.705 -> 0.748
+# (docs/benchmarks.md, abl:local-768; the turn times are embedded (g))
+LOCAL_RECALL = 1024
 # recall-local keeps the tail as bench_embedded (g) measured it: 20 % of the budget (recall's is
 # 10 %): on the embedded model a shorter tail slides the
 # cached prefix more often, which costs prompt reading that the real-chat recall gain (+0.007)
