@@ -6,6 +6,7 @@ import json
 import os
 import platform
 import statistics
+import subprocess
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,6 +16,24 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+
+
+def run_stamp(load: Sequence[float]) -> dict[str, str]:
+    """When and at which commit a run was made (a "+" marks uncommitted changes), and the load
+    average (1 / 5 / 15 min) given, taken as it started."""
+
+    def git(*args: str) -> str:
+        out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
+        return out.stdout.strip()
+
+    commit = (git("rev-parse", "--short", "HEAD") or "unknown") + (
+        "+" if git("status", "--porcelain", "src") else ""
+    )
+    return {
+        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        "commit": commit,
+        "load": " / ".join(f"{x:.1f}" for x in load),
+    }
 
 
 def percentile(values: Sequence[float], q: float) -> float:

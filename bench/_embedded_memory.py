@@ -353,11 +353,41 @@ with splicing, reading the round's lines and the reply's end ahead); it is not i
 first token. `+nosplice`: `splice_bytes=0` (`MEMCHAT_KV_SPLICE_MB=0`). Generated data, written
 for this benchmark; the real-chat recall numbers are in the recall section.
 
-{chr(10).join(rows)}
-"""
+{_run_line(data.get("memory_run"))}{chr(10).join(rows)}
+{_targets(arms)}"""
     if "splice_fidelity" in data:
         section += "\n" + splice_fidelity_section(data["splice_fidelity"])
     return section
+
+
+DEFAULT_ARM = "q8_0 + recall-local"  # the embedded default: converted weights, recall-local
+ANCHOR_ARM = "q8_0 + cache"  # no long memory
+TTFT_MEDIAN, TTFT_P90 = 0.3, 0.6  # issue 13's targets for the default with long memory on
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    if not run:
+        return ""
+    return f"Run {run['date']} at {run['commit']} (load average {run['load']} at its start).\n\n"
+
+
+def _targets(arms: dict[str, Any]) -> str:
+    """Issue 13's targets, for the default arm, against the no-memory anchor of the same run."""
+    row, anchor = arms.get(DEFAULT_ARM), arms.get(ANCHOR_ARM)
+    if row is None:
+        return ""
+    verdict = lambda value, target: "met" if value <= target else "missed"  # noqa: E731
+    versus = ""
+    if anchor is not None:
+        times = row["ttft_median"] / anchor["ttft_median"]
+        versus = f"; {times:.2f}x the median of `{ANCHOR_ARM}`, which recalls nothing"
+    return (
+        f"\nTargets (issue 13) for the embedded default with long memory on (`{DEFAULT_ARM}`): "
+        f"median TTFT ≤ {TTFT_MEDIAN} s: {row['ttft_median']:.2f} s, **"
+        f"{verdict(row['ttft_median'], TTFT_MEDIAN)}**; p90 ≤ {TTFT_P90} s: "
+        f"{row['ttft_p90']:.2f} s, **{verdict(row['ttft_p90'], TTFT_P90)}**{versus}; "
+        f"evidence in context {row['evidence_in_context']:.2f}.\n"
+    )
 
 
 def splice_fidelity_section(fid: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench._common import ROOT, median, percentile, write_results  # noqa: E402
+from bench._common import ROOT, median, percentile, run_stamp, write_results  # noqa: E402
 from bench._embedded_fidelity import (  # noqa: E402
     bench_fidelity,
     bench_splice_fidelity,
@@ -316,7 +317,7 @@ def main() -> None:
     if args.memory_only or args.weights_only:
         path = ROOT / "bench" / "results" / "embedded.json"
         data = json.loads(path.read_text()) if path.exists() else {}
-        started = time.perf_counter()
+        started, load = time.perf_counter(), os.getloadavg()
         if not args.memory_arms:
             data["weights"] = bench_weights(8 if args.quick else 40)
         if args.memory_only:
@@ -325,6 +326,7 @@ def main() -> None:
             arms = [tuple(a.split(":", 1)) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
             fresh = bench_memory(arms, 60 if args.quick else MEMORY_TURNS)  # type: ignore[arg-type]
             data["memory"] = {**data.get("memory", {}), **fresh}
+            data["memory_run"] = run_stamp(load)
         data["memory_wall_s"] = time.perf_counter() - started
         md = report(data, data.get("quick", args.quick))
         print(md)
