@@ -178,6 +178,7 @@ def _timestamp(value: Any, where: str) -> float:
         return float(value)
     if isinstance(value, str):
         text = value.strip()
+        stamp: datetime | None
         try:
             stamp = datetime.fromisoformat(text.replace("Z", "+00:00"))
         except ValueError:
