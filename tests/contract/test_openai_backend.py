@@ -279,6 +279,18 @@ def test_unreachable_server_raises_backend_unavailable_naming_the_url():
     assert error.user_text == "anyone there?"
 
 
+def test_finished_streams_leave_their_connection_for_the_next_turn(stub, make_session):
+    """A stream read to ``[DONE]`` is read to its end, so its connection goes back to the pool:
+    the next turn reuses it instead of opening a new one (a TCP and, on a provider, a TLS
+    handshake before every reply)."""
+    stub.enqueue(ok("first reply"), ok("second reply"), ok("third reply"))
+    session = make_session()
+    for text in ("one", "two", "three"):
+        assert session.ask(text)
+    peers = {r.peer for r in stub.chat_requests}
+    assert len(stub.chat_requests) == 3 and len(peers) == 1, peers
+
+
 def test_closing_the_reply_early_closes_the_http_response(stub, make_session):
     stub.enqueue(ok("x" * 400, chunk_size=2, delay=0.01))
     session = make_session()

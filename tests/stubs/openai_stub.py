@@ -44,13 +44,15 @@ class Scripted:
 
 @dataclass
 class Recorded:
-    """A request the stub received; ``aborted`` is set when the client hung up mid-reply."""
+    """A request the stub received; ``aborted`` is set when the client hung up mid-reply;
+    ``peer`` is the client's (host, port): one port for two requests means one connection."""
 
     method: str
     path: str
     headers: dict[str, str]
     body: Any
     aborted: bool = False
+    peer: tuple[str, int] | None = None
 
 
 def ok(text: str = "ok", *, chunk_size: int = 4, prompt_tokens: int | None = None,
@@ -187,7 +189,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _record(self, body: Any) -> Recorded:
         headers = {k.lower(): v for k, v in self.headers.items()}
-        rec = Recorded(self.command, self.path, headers, body)
+        rec = Recorded(self.command, self.path, headers, body, peer=self.client_address[:2])
         self.server.stub.requests.append(rec)
         return rec
 

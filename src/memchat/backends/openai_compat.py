@@ -408,9 +408,15 @@ def _httpx() -> Any:
 
 
 def _sse(response: Any) -> Iterator[Any]:
-    """The JSON ``data`` of each server-sent event of ``response``, up to ``[DONE]``."""
+    """The JSON ``data`` of each server-sent event of ``response``, up to ``[DONE]``.
+
+    After ``[DONE]`` the rest of the body is read (the end of its chunked encoding), as the
+    SDK's own ``Stream`` does: a response closed unread closes its connection, and the next
+    turn would open a new one (a TCP and, on a provider, a TLS handshake before its reply).
+    """
     data: list[str] = []
-    for line in response.iter_lines():
+    lines = response.iter_lines()
+    for line in lines:
         if line:
             if line.startswith("data:"):
                 data.append(line[6:] if line.startswith("data: ") else line[5:])
@@ -420,6 +426,8 @@ def _sse(response: Any) -> Iterator[Any]:
         text = "\n".join(data)
         data = []
         if text.startswith("[DONE]"):
+            for _ in lines:  # normally nothing: the body ends here
+                pass
             return
         yield json.loads(text)
     if data:
