@@ -7,9 +7,11 @@ cache. The model is loaded on first use, never at import.
 
 from __future__ import annotations
 
+import atexit
 import os
 import re
 import threading
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +172,15 @@ class LoadedModel:
 
 _MODELS: dict[tuple[str, str, int, int | None], LoadedModel] = {}
 _MODELS_LOCK = threading.Lock()
+_OPEN: weakref.WeakSet[Any] = weakref.WeakSet()  # every Llama loaded here and not yet freed
+
+
+def _close_all() -> None:
+    """Free the models still loaded before the interpreter tears its modules down (at exit, a
+    ``Llama`` freed by the garbage collector after ``llama_cpp``'s globals are gone prints
+    "Exception ignored in Llama.__del__ ... 'NoneType' object is not callable")."""
+    for llama in list(_OPEN):
+        llama.close()
 
 
 def load_model(
@@ -208,6 +219,10 @@ def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Lo
         )
     except (ValueError, RuntimeError, OSError) as exc:
         raise BackendUnavailable(f"could not load the model {path}: {exc}") from exc
+    if not _OPEN:
+        atexit.unregister(_close_all)  # once, however many loads
+        atexit.register(_close_all)
+    _OPEN.add(llama)
     can_splice = _unify(llama)
     source = llama.metadata.get("tokenizer.chat_template") or CHATML
 
