@@ -19,8 +19,8 @@ def machine() -> str:
 
 
 def run_stamp(load: Sequence[float]) -> dict[str, str]:
-    """When and at which commit a run was made (a "+" marks uncommitted changes), and the load
-    average (1 / 5 / 15 min) given, taken as it started."""
+    """When and at which commit a run starts (a "+" marks uncommitted changes in src/), and
+    the load average given (1 / 5 / 15 min)."""
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)

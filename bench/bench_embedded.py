@@ -317,7 +317,7 @@ def main() -> None:
     if args.memory_only or args.weights_only:
         path = ROOT / "bench" / "results" / "embedded.json"
         data = json.loads(path.read_text()) if path.exists() else {}
-        started, load = time.perf_counter(), os.getloadavg()
+        started, stamp = time.perf_counter(), run_stamp(os.getloadavg())
         if not args.memory_arms:
             data["weights"] = bench_weights(8 if args.quick else 40)
         if args.memory_only:
@@ -326,7 +326,7 @@ def main() -> None:
             arms = [tuple(a.split(":", 1)) for a in args.memory_arms.split(",") if a] or MEMORY_ARMS
             fresh = bench_memory(arms, 60 if args.quick else MEMORY_TURNS)  # type: ignore[arg-type]
             data["memory"] = {**data.get("memory", {}), **fresh}
-            data["memory_run"] = run_stamp(load)
+            data["memory_run"] = stamp
         data["memory_wall_s"] = time.perf_counter() - started
         md = report(data, data.get("quick", args.quick))
         print(md)
