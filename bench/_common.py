@@ -18,20 +18,26 @@ def machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
 
-def run_stamp(load: Sequence[float]) -> dict[str, str]:
-    """When and at which commit a run starts (a "+" marks uncommitted changes in src/), and
-    the load average given (1 / 5 / 15 min)."""
+def head() -> tuple[str, bool]:
+    """The checkout's short HEAD ("unknown" outside git) and whether src/ has uncommitted
+    changes."""
 
     def git(*args: str) -> str:
         out = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=False)
         return out.stdout.strip()
 
-    commit = (git("rev-parse", "--short", "HEAD") or "unknown") + (
-        "+" if git("status", "--porcelain", "src") else ""
+    return git("rev-parse", "--short", "HEAD") or "unknown", bool(
+        git("status", "--porcelain", "--", "src")
     )
+
+
+def run_stamp(load: Sequence[float]) -> dict[str, str]:
+    """When and at which commit a run starts (a "+" marks uncommitted changes in src/), and
+    the load average given (1 / 5 / 15 min)."""
+    commit, dirty = head()
     return {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-        "commit": commit,
+        "commit": commit + ("+" if dirty else ""),
         "load": " / ".join(f"{x:.1f}" for x in load),
     }
 

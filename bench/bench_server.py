@@ -43,7 +43,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench import _server_procs as procs  # noqa: E402
-from bench._common import ROOT, machine, percentile, table, write_results  # noqa: E402
+from bench._common import ROOT, head, machine, percentile, table, write_results  # noqa: E402
 from bench._server_load import Cell, Conversations, Target, run_cell  # noqa: E402
 from bench._server_report import (  # noqa: E402
     HEADERS,
@@ -111,9 +111,8 @@ def memchat_source(folder: Path, rev: str | None) -> tuple[str | None, str]:
     with ``git archive`` (read-only; for a checkout others are editing), put on PYTHONPATH.
     """
     if rev is None:
-        head = _git("rev-parse", "--short", "HEAD").stdout.decode().strip() or "unknown"
-        dirty = _git("status", "--porcelain", "--", "src").stdout.strip()
-        return None, head + (" + uncommitted changes in src/" if dirty else "")
+        commit, dirty = head()
+        return None, commit + (" + uncommitted changes in src/" if dirty else "")
     commit = _git("rev-parse", "--verify", f"{rev}^{{commit}}").stdout.decode().strip()
     archive = _git("archive", "--format=tar", commit, "src")
     if not commit or archive.returncode != 0:
