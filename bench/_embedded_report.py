@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench._common import table
-from bench._embedded_memory import memory_section, weights_section
+from bench._embedded_memory import FORMATS, GAP
 from bench._embedded_setup import BUDGET, DEFAULT_ARM, RECALL_ARM, REPLY, floor_at
 
 
@@ -225,3 +225,138 @@ against {fid["split_agreement"]:.2f} for the same prompt read fresh in the same 
 on {drift["cached_agreement"]:.2f} of 16 teacher-forced tokens (noise floor
 {noise}). Turn shifting off (`kv_shift = false` in the config, `MEMCHAT_KV_SHIFT=0`,
 or `LlamaCppBackend(shift=False)`) when every answer must equal a fresh read."""
+
+
+# -- report ------------------------------------------------------------------------------------
+def weights_section(data: dict[str, Any]) -> str:
+    w = data["weights"]
+    rows = [
+        "| weights | file | load | resident | 35 tok after 1,000 | 512 from empty | decode "
+        "| agreement (min) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for fmt in FORMATS:
+        r = w[fmt]
+        label = {"original": "Q4_1 (as shipped)", "q8_0": "Q8_0 [default]", "f16": "F16"}[fmt]
+        rows.append(
+            f"| {label} | {r['file_bytes'] / 2**20:.0f} MiB | {r['load_s']:.2f} s "
+            f"| {_rss(r) / 2**20:.0f} MiB | {1000 * r['read35_after1000_s']:.0f} ms "
+            f"| {r['read512_s']:.2f} s ({512 / r['read512_s']:.0f} tok/s) "
+            f"| {r['decode_tok_s']:.1f} tok/s | {r['agreement']:.3f} "
+            f"({r.get('agreement_min', 1.0):.2f}) |"
+        )
+    base, q8 = w["original"], w["q8_0"]
+    return f"""### (f) Weight formats
+
+The shipped Q4_1 file converted once with llama.cpp's quantizer (`llama_model_quantize`,
+`allow_requantize`; {q8["convert_s"]:.1f} s for Q8_0, cached in `$MEMCHAT_MODEL_CACHE`), each
+format measured in its own process (n_threads 2, n_ubatch 512, median of 3; resident = the
+process's RSS after loading and the reads, n_ctx 8192). Agreement: the
+share of 16 teacher-forced greedy tokens equal to the original's, mean over {w["prompts"]}
+scripted prompts (min in brackets).
+
+{chr(10).join(rows)}
+
+Q8_0 reads a 512-token block {base["read512_s"] / q8["read512_s"]:.2f}x as fast as Q4_1 and a
+35-token turn {base["read35_after1000_s"] / q8["read35_after1000_s"]:.2f}x, for
+{(_rss(q8) - _rss(base)) / 2**20:.0f} MiB more resident memory; it is the default
+(`weights = "auto"`; `original` keeps the shipped file). n_ubatch 64 was slower for every
+format here (measured in a scratch run: 512-token reads 15-25 % slower).{_peak_note(w)}
+"""
+
+
+def _peak_note(w: dict[str, Any]) -> str:
+    if all("rss_bytes" in w[f] for f in FORMATS):
+        return ""
+    return (
+        "\n\nThis run recorded only the peak RSS, which for Q8_0 and F16 includes a conversion "
+        "made in the probe's process; measured separately after loading: Q4_1 335 MiB, Q8_0 "
+        "380 MiB (+45 MiB, the larger file)."
+    )
+
+
+def _rss(row: dict[str, Any]) -> float:
+    """Resident memory after the reads; a run before it was recorded has only the peak."""
+    return float(row.get("rss_bytes", row["max_rss_bytes"]))
+
+
+def memory_section(data: dict[str, Any]) -> str:
+    arms = data["memory"]
+    any_arm = next(iter(arms.values()))
+    rows = [
+        "| weights + strategy | evidence in context | TTFT median | p90 | max "
+        "| question turns (median) | other turns | tokens read (median / p90) "
+        "| read on question turns | turns that recalled | after-turn work (median) "
+        "| spliced pieces held |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, r in arms.items():
+        upkeep = f"{r['upkeep_median']:.2f} s" if "upkeep_median" in r else ""
+        held = f"{r['piece_bytes'] / 2**20:.0f} MiB" if r.get("piece_bytes") else ""
+        rows.append(
+            f"| {name} | {r['evidence_in_context']:.2f} | {r['ttft_median']:.2f} s "
+            f"| {r['ttft_p90']:.2f} s | {r['ttft_max']:.2f} s | {r['question_ttft_median']:.2f} s "
+            f"| {r['other_ttft_median']:.2f} s | {r['read_median']:.0f} / {r['read_p90']:.0f} "
+            f"| {r['question_read_median']:.0f} | {r.get('recalled_turns', '')} | {upkeep} "
+            f"| {held} |"
+        )
+    section = f"""### (g) Long memory on the embedded model (generated chat)
+
+{any_arm["turns"]} scripted turns at a {BUDGET.window:,}-token budget, replies of at most
+{REPLY.max_tokens} tokens; 25 personal facts told in passing early on, and {any_arm["questions"]}
+turns (a quarter) asking about one of them, in other words, at least {GAP} turns after it was
+told. "Evidence in context": the fact's message was in what the model read (in the window or
+recalled). Every turn is counted in the time to first token. "Tokens read" counts what the
+model evaluated: spliced tokens are not read. "After-turn work" is `session.upkeep()`, which
+every face runs once the reply has been sent, while the user reads it (indexing the round;
+with splicing, reading the round's lines and the reply's end ahead); it is not in the time to
+first token. `+nosplice`: `splice_bytes=0` (`MEMCHAT_KV_SPLICE_MB=0`). Generated data, written
+for this benchmark; the real-chat recall numbers are in the recall section.
+
+{_run_line(data.get("memory_run"))}{chr(10).join(rows)}
+{_targets(arms)}"""
+    if "splice_fidelity" in data:
+        section += "\n" + splice_fidelity_section(data["splice_fidelity"])
+    return section
+
+
+MEMORY_DEFAULT_ARM = "q8_0 + recall-local"  # the embedded default: converted weights, recall-local
+MEMORY_ANCHOR_ARM = "q8_0 + cache"  # no long memory
+
+
+def _run_line(run: dict[str, Any] | None) -> str:
+    if not run:
+        return ""
+    return f"Run {run['date']} at {run['commit']} (load average {run['load']} at its start).\n\n"
+
+
+def _targets(arms: dict[str, Any]) -> str:
+    """Issue 13's targets, for the default arm, against the no-memory anchor of the same run."""
+    row, anchor = arms.get(MEMORY_DEFAULT_ARM), arms.get(MEMORY_ANCHOR_ARM)
+    if row is None:
+        return ""
+    versus = ""
+    if anchor is not None:
+        times = row["ttft_median"] / anchor["ttft_median"]
+        versus = f"; {times:.2f}x the median of `{MEMORY_ANCHOR_ARM}`, which recalls nothing"
+    return (
+        f"\nTargets (issue 13) for the embedded default with long memory on "
+        f"(`{MEMORY_DEFAULT_ARM}`): median TTFT (s) {check(row['ttft_median'], 0.3)}, p90 (s) "
+        f"{check(row['ttft_p90'], 0.6)}{versus}; evidence in context "
+        f"{row['evidence_in_context']:.2f}.\n"
+    )
+
+
+def splice_fidelity_section(fid: dict[str, Any]) -> str:
+    return f"""### (h) Splice fidelity
+
+A spliced line attended, when it was read ahead, only to the template's system opening and the
+recall block's header, not to the conversation before it, so a spliced prompt is not
+bit-identical to a fresh read. {fid["cases"]} prompts (system prompt, a round, a recall block of
+12 lines over two days, of which 6 facts of (g), then a question about one of them;
+{fid["spliced_share"]:.0%} of each prompt spliced): teacher-forced agreement of the next 16
+greedy tokens with a fresh read is **{fid["spliced_agreement"]:.2f}** spliced (min
+{fid["spliced_min"]:.2f}), against {fid["split_agreement"]:.2f} for the same prompt read fresh in
+the same two pieces (noise floor). Turn splicing off (`MEMCHAT_KV_SPLICE_MB=0`,
+`kv_splice_mb = 0`) when every answer must equal a fresh read.
+"""
