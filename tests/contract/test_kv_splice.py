@@ -11,6 +11,8 @@ from tests.contract.test_kv_shift import argmaxes, kv_positions
 from memchat import ChatSession, GenerationParams, Message
 from memchat.backends.fake import ReadAheadBackend
 from memchat.backends.llama_cpp import _NO_KEY, LlamaCppBackend
+from memchat.core.memory import Budget
+from memchat.core.memory.base import RECALL_BLOCK_ID
 from memchat.core.memory.recall import RECALL_LEAD, block_pieces, block_text
 from memchat.retrieval.index import ConversationIndex
 from memchat.strategies import recall_strategy
@@ -167,4 +169,23 @@ def test_the_session_reads_the_reply_ahead_without_recall_too() -> None:
     assert [(m.role, m.content) for m in backend.prefilled[0]] == [
         *((m.role, m.content) for m in sent),
         (reply.role, reply.content),
+    ]
+
+
+def test_the_reply_is_read_ahead_without_the_recall_block() -> None:
+    # the block sits just before the newest user message: the next prompt goes on from the
+    # reply without it, so the cache is trimmed of it while the user reads
+    backend = ReadAheadBackend()
+    strategy = recall_strategy(ConversationIndex("bm25"))
+    session = ChatSession(backend, strategy=strategy, budget=Budget(300, reserve_for_reply=20))
+    for i in range(12):
+        backend.enqueue(f"Noted, fact {i}.")
+        session.ask(f"Fact {i}: the parcel number {i} went to locker {100 + i} at the station.")
+    backend.enqueue("Locker 103.")
+    session.ask("Which locker did parcel 3 go to?")
+    sent = backend.calls[-1]
+    assert any(m.id == RECALL_BLOCK_ID for m in sent)  # recall sent a block
+    assert [(m.role, m.content) for m in backend.prefilled[-1]] == [
+        *((m.role, m.content) for m in sent if m.id != RECALL_BLOCK_ID),
+        ("assistant", "Locker 103."),
     ]

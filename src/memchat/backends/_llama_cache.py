@@ -21,6 +21,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from ._llama_rope import Mover, move_cells
+
 __all__ = [
     "CacheStats",
     "ConversationCache",
@@ -37,6 +39,7 @@ __all__ = [
 
 Tokens = npt.NDArray[np.intc]
 MIN_RUN = 16  # a kept span must be at least this long: shorter matches are likely coincidence
+MOVE_SHARE = 4  # a run moves in numpy while it is at most 1/MOVE_SHARE of the context's cells
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,8 +113,14 @@ def plan_shift(cached: Tokens, prompt: Tokens, min_run: int = MIN_RUN) -> ShiftP
     return ShiftPlan(tuple(runs)) if len(runs) > 1 else None
 
 
-def apply_shift(llama: Any, plan: ShiftPlan, prompt: Tokens) -> bool:
+def apply_shift(
+    llama: Any, plan: ShiftPlan, prompt: Tokens, mover: Mover | None = None, scratch: int = 1
+) -> bool:
     """Carry out ``plan`` on the model's KV cache and its token bookkeeping.
+
+    A run moves by ``mover`` (in numpy, through the ``scratch`` sequence: ``_llama_rope``) when
+    one is given and the run is short next to the cache, else by ``llama_memory_seq_add``,
+    whose key re-rotation at the next decode passes over every cell of the cache.
 
     Returns False (and falls back to the common prefix) when the memory cannot shift, e.g. a
     recurrent model. Afterwards ``llama.input_ids[:n_tokens]`` equals ``prompt[:plan.kept]`` and
@@ -134,14 +143,22 @@ def apply_shift(llama: Any, plan: ShiftPlan, prompt: Tokens) -> bool:
         if run.src > prev.src_end:
             ok = llama_cpp.llama_memory_seq_rm(mem, 0, prev.src_end, run.src)
         prev = run
+    for run in plan.runs[1:] if ok else ():
+        if run.dst == run.src:
+            continue
+        try:
+            if mover is not None and run.length * MOVE_SHARE <= llama._n_ctx:
+                if move_cells(llama, mover, scratch, run.src, run.src_end, run.dst - run.src):
+                    continue
+        except RuntimeError:
+            ok = False
+            break
+        llama_cpp.llama_memory_seq_add(mem, 0, run.src, run.src_end, run.dst - run.src)
     if not ok:
         if mem is not None:
             llama_cpp.llama_memory_seq_rm(mem, 0, head, -1)
         _set_tokens(llama, prompt[:head])
         return False
-    for run in plan.runs[1:]:
-        if run.dst != run.src:
-            llama_cpp.llama_memory_seq_add(mem, 0, run.src, run.src_end, run.dst - run.src)
     _set_tokens(llama, prompt[: plan.kept])
     return True
 

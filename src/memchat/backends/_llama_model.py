@@ -22,6 +22,7 @@ import numpy as np
 from ..core.errors import BackendUnavailable, ConfigError
 from ..core.messages import Message
 from ._llama_cache import ConversationCache, Tokens
+from ._llama_rope import mover_for
 from ._llama_splice import SCRATCH, PieceStore, splice_supported
 
 __all__ = ["LlamaTokenCounter", "LoadedModel", "import_llama_cpp", "load_model"]
@@ -238,6 +239,7 @@ def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Lo
             source, eos_token=eos, bos_token=bos, add_generation_prompt=False
         ),
         conversations=ConversationCache(0),
+        pieces=PieceStore(0, mover_for(llama, SCRATCH) if can_splice else None),
         can_splice=can_splice,
     )
 

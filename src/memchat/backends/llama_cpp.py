@@ -42,7 +42,7 @@ from ..core.messages import Message
 from ._llama_cache import CacheStats, Tokens, apply_shift, common_prefix, compact, plan_shift
 from ._llama_convert import WEIGHT_FORMATS, convert_weights, resolve_weights
 from ._llama_model import LlamaTokenCounter, LoadedModel, import_llama_cpp, load_model
-from ._llama_splice import splice
+from ._llama_splice import SCRATCH, splice
 
 __all__ = [
     "DEFAULT_CACHE_BYTES",
@@ -262,10 +262,14 @@ class LlamaCppBackend:
             llama = model.llama
             llama.n_tokens = common_prefix(llama.input_ids[: llama.n_tokens], tokens)
             read = len(tokens) - int(llama.n_tokens)
+            convs = model.conversations
             if read:
                 llama.eval(tokens[llama.n_tokens :].tolist())
-            else:  # no decode ran: a shift's key rotation is still pending, packing would lose it
-                model.conversations.fragmented = False
+                if convs.fragmented:  # pack now, while the user reads, not at the next turn
+                    convs.fragmented = False
+                    compact(llama)
+            else:  # no decode ran: a shift's key rotation may be pending, packing would lose it
+                convs.fragmented = False
         return read
 
     # -- internals --------------------------------------------------------------------------
@@ -307,7 +311,7 @@ class LlamaCppBackend:
         if self.shift:
             held = int(llama.n_tokens)
             plan = plan_shift(llama.input_ids[:held], prompt)
-            if plan is not None and apply_shift(llama, plan, prompt):
+            if plan is not None and apply_shift(llama, plan, prompt, model.pieces.mover, SCRATCH):
                 convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
         if len(model.pieces) and self.splicing:

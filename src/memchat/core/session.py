@@ -16,7 +16,7 @@ from .backend import ChatBackend, GenerationParams, ReadsAhead, Usage
 from .errors import BackendError, ContextTooLong, UsageError
 from .history import History
 from .memory import Budget, CacheAware, Context, MemoryStrategy, default_reserve
-from .memory.base import limit_for
+from .memory.base import RECALL_BLOCK_ID, limit_for
 from .memory.recall import (
     RECALL_LEAD,
     RoundIndex,
@@ -281,14 +281,20 @@ class ChatSession:
     def _read_ahead(self, notify: Callable[[str], None]) -> None:
         """Let a backend that reads ahead (the embedded model) read, while the user reads the
         reply, the end of the reply (so the next prompt starts from the cache) and what recall
-        may bring back: the new round's lines and the lines recalled last turn."""
+        may bring back: the new round's lines and the lines recalled last turn.
+
+        The recall block is left out: it sits just before the newest user message, so the next
+        prompt, with a block of its own or none, goes on from the reply without this one.
+        Taking it out of the cache now, not at the next turn, keeps that work (a shift of
+        what followed it) out of the time to the next first token."""
         backend, ctx = self.backend, self.last_context
         if not isinstance(backend, ReadsAhead) or not self.history.rounds or ctx is None:
             return
         newest = self.history.rounds[-1]
         try:
             if newest[-1].role == "assistant":
-                backend.prefill([*ctx.messages, newest[-1]], self._params())
+                sent = [m for m in ctx.messages if m.id != RECALL_BLOCK_ID]
+                backend.prefill([*sent, newest[-1]], self._params())
             if self.index is not None:
                 recalled = [m for r in ctx.recalled for m in r.round]
                 backend.precompute(block_pieces([*newest, *recalled]), after=RECALL_LEAD)

@@ -1,0 +1,298 @@
+"""Moving saved KV cells to other positions in numpy, instead of by llama.cpp's K-shift.
+
+Why: llama.cpp moves cells (``llama_memory_seq_add``) by marking them, and at the next decode
+it re-rotates the keys of *every* cell of the cache, in use or not. At the embedded model's
+8,192-token context that pass costs ~80 ms on this 2-core CPU whatever moved: splicing a
+30-token recall line paid as much as shifting the whole conversation, on every turn that
+spliced (bench_embedded (g): recall-local's turns were ~0.1 s slower than ``cache``'s).
+
+A saved sequence (``llama_state_seq_get_data``) holds each cell's position and then, layer by
+layer, its keys as rows. Writing new positions into a copy and rotating the key rows by RoPE
+costs time in proportion to what moves; restored, the copy sits at its new place with nothing
+left for llama.cpp to rotate.
+
+Only the layout this llama.cpp writes is handled: one stream, one sequence per cell, f16 keys,
+NORM or NEOX RoPE without scaling. Anything else gives no ``Mover`` and callers fall back to
+``llama_memory_seq_add``. ``mover_for`` checks the rotation once per model, at load, against
+llama.cpp's own K-shift; the fallback is taken when it disagrees.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["Layout", "Mover", "decode_at", "move_cells", "mover_for"]
+
+_F16 = 1  # GGML_TYPE_F16
+_ROPE_NORM, _ROPE_NEOX = 0, 2  # LLAMA_ROPE_TYPE_*: pairs (2i, 2i+1) or (i, i + n_rot/2)
+_MAGIC = 0xAF143CD8  # a saved sequence starts with it, then the sequence id (i32)
+_CELL = 12  # a cell's metadata in a one-sequence save: pos (i32), n_seq_id (u32), seq_id (i32)
+_CHECK = (7, 300)  # the check reads this many tokens at 0, and moves them this far
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    """Where a saved sequence of ``cells`` cells keeps its positions and its key rows (the
+    value rows follow them, and are not touched)."""
+
+    cells: int
+    pos: int  # offset of the first cell's position; one every _CELL bytes
+    keys: int  # offset of layer 0's first key row
+    layer_stride: int  # bytes from one layer's first key row to the next one's
+
+
+@dataclass(frozen=True, slots=True)
+class Mover:
+    """Moves saved sequences of one model's context (see ``mover_for``)."""
+
+    layers: int
+    heads: int  # key/value heads
+    head_dim: int
+    n_rot: int
+    neox: bool
+    inv_freq: npt.NDArray[np.float64]  # base ** (-2i / n_rot), i < n_rot / 2
+
+    @property
+    def row(self) -> int:
+        return self.heads * self.head_dim * 2  # f16
+
+    def layout(self, data: Any, size: int) -> Layout | None:
+        """The layout of a saved sequence, or None when it is not the one this mover knows."""
+        buf = np.frombuffer(data, dtype=np.uint8, count=size)
+        if size < 16 or _u32(buf, 0) != _MAGIC or _u32(buf, 8) != 1:  # one stream
+            return None
+        cells = _u32(buf, 12)
+        meta = 16 + cells * _CELL
+        if cells == 0 or size < meta + 8:
+            return None
+        seqs = np.ndarray((cells,), np.uint32, buf, 20, (_CELL,))  # n_seq_id of each cell
+        if not np.all(seqs == 1) or _u32(buf, meta + 4) != self.layers:
+            return None
+        v_trans, at = _u32(buf, meta), meta + 8  # after v_trans and n_layer
+        stride = 12 + cells * self.row
+        for layer in range(self.layers):
+            head = at + layer * stride
+            if head + stride > size:
+                return None
+            if _i32(buf, head) != _F16 or _u64(buf, head + 4) != self.row:
+                return None
+        end = at + self.layers * stride
+        for _ in range(self.layers):  # the value rows: the save must end with them
+            if end + 12 > size:
+                return None
+            if v_trans:  # type, element size, row length, then one row per dimension
+                end += 12 + _u32(buf, end + 4) * _u32(buf, end + 8) * cells
+            else:  # type, row size, then one row per cell
+                end += 12 + _u64(buf, end + 4) * cells
+        return Layout(cells, 16, at + 12, stride) if end == size else None
+
+    def moved(self, data: Any, size: int, layout: Layout, delta: int) -> Any:
+        """A copy of the saved sequence with every position and key moved by ``delta``."""
+        out = (ctypes.c_uint8 * size)()
+        ctypes.memmove(out, data, size)
+        if delta:
+            buf = np.frombuffer(memoryview(out), dtype=np.uint8)
+            pos = np.ndarray((layout.cells,), np.int32, buf, layout.pos, (_CELL,))
+            pos += delta
+            self._rotate(self._rows(buf, layout), delta)
+        return out
+
+    def same(self, ours: Any, theirs: Any, size: int, layout: Layout) -> bool:
+        """Whether two saves of one sequence hold the same cells: positions and values equal,
+        keys equal to f16 rounding (a rotation computed twice may round a last bit apart)."""
+        a = np.frombuffer(ours, dtype=np.uint8, count=size)
+        b = np.frombuffer(theirs, dtype=np.uint8, count=size)
+        ka, kb = self._keys(a, layout), self._keys(b, layout)
+        scale = np.maximum(np.abs(ka), np.abs(kb)).max(axis=-1, keepdims=True)  # per head
+        close = np.abs(ka - kb) <= scale * 2.0**-8 + 2.0**-14
+        if not close.all():
+            return False
+        a, b = a.copy(), b.copy()  # the rest must be equal byte for byte
+        self._rows(a, layout)[...] = 0
+        self._rows(b, layout)[...] = 0
+        return bool(np.array_equal(a, b))
+
+    def _keys(self, buf: npt.NDArray[np.uint8], layout: Layout) -> npt.NDArray[np.float32]:
+        """The key rows as (layer, cell, head, dimension), in float32."""
+        rows = self._rows(buf, layout).astype(np.float32)
+        return rows.reshape(self.layers, layout.cells, self.heads, self.head_dim)
+
+    def _rows(self, buf: npt.NDArray[np.uint8], layout: Layout) -> npt.NDArray[np.float16]:
+        """The key rows as (layer, cell, row), a view into ``buf`` (each layer's contiguous)."""
+        return np.ndarray(
+            (self.layers, layout.cells, self.heads * self.head_dim),
+            np.float16,
+            buf,
+            layout.keys,
+            (layout.layer_stride, self.row, 2),
+        )
+
+    def _rotate(self, rows: npt.NDArray[np.float16], delta: int) -> None:
+        """Rotate the first ``n_rot`` dimensions of each head by ``delta`` positions, in place.
+
+        One pass each way between f16 and f32, the rotation as a complex product: ~8x faster
+        than rotating strided f16 pairs (a piece is moved on every turn that splices it).
+        """
+        half = self.n_rot // 2
+        turn = np.exp(1j * delta * self.inv_freq).astype(np.complex64)
+        keys = rows.astype(np.float32).reshape(*rows.shape[:2], self.heads, self.head_dim)
+        if self.neox:  # pairs (i, i + n_rot/2)
+            z = keys[..., :half] + 1j * keys[..., half : self.n_rot]
+            z *= turn
+            keys[..., :half], keys[..., half : self.n_rot] = z.real, z.imag
+        else:  # pairs (2i, 2i+1): adjacent floats are a complex64
+            rot = np.ascontiguousarray(keys[..., : self.n_rot]).view(np.complex64)
+            rot *= turn
+            keys[..., : self.n_rot] = rot.view(np.float32)
+        rows[...] = keys.reshape(rows.shape)
+
+
+def mover_for(llama: Any, scratch: int) -> Mover | None:
+    """A checked mover for this context's model (None: its RoPE or its saves are not ones the
+    mover knows, or moving a few cells in numpy disagreed with llama.cpp's K-shift).
+
+    The check reads a few tokens in ``scratch``, moves them both ways, and compares the saves;
+    it costs one K-shift, at load.
+    """
+    mover = _mover(llama)
+    if mover is None:
+        return None
+    try:
+        return mover if _agrees(llama, mover, scratch) else None
+    except RuntimeError:
+        return None
+
+
+def _mover(llama: Any) -> Mover | None:
+    import llama_cpp
+
+    model = llama._model.model
+    rope = llama_cpp.llama_model_rope_type(model)
+    if rope not in (_ROPE_NORM, _ROPE_NEOX):
+        return None
+    if llama_cpp.llama_model_rope_freq_scale_train(model) != 1.0:
+        return None
+    meta = llama.metadata
+    arch = meta.get("general.architecture", "")
+    if meta.get(f"{arch}.rope.scaling.type", "none") not in ("none", ""):
+        return None
+    n_embd, n_head = llama_cpp.llama_model_n_embd(model), llama_cpp.llama_model_n_head(model)
+    if n_head <= 0 or n_embd % n_head:
+        return None
+    head_dim = int(meta.get(f"{arch}.attention.key_length", n_embd // n_head))
+    n_rot = int(meta.get(f"{arch}.rope.dimension_count", head_dim))
+    if n_rot % 2 or n_rot > head_dim:
+        return None
+    base = float(meta.get(f"{arch}.rope.freq_base", 10000.0))
+    params = llama.context_params
+    if float(params.rope_freq_base or base) != base or float(params.rope_freq_scale or 1.0) != 1:
+        return None
+    return Mover(
+        layers=llama_cpp.llama_model_n_layer(model),
+        heads=llama_cpp.llama_model_n_head_kv(model),
+        head_dim=head_dim,
+        n_rot=n_rot,
+        neox=rope == _ROPE_NEOX,
+        inv_freq=base ** (-np.arange(0, n_rot, 2, dtype=np.float64) / n_rot),
+    )
+
+
+def _agrees(llama: Any, mover: Mover, scratch: int) -> bool:
+    """Whether ``mover`` moves cells as llama.cpp's K-shift does, to f16 rounding."""
+    import llama_cpp
+
+    ctx, mem = llama.ctx, llama._ctx.memory
+    n, delta = _CHECK
+    tokens = np.array(llama.tokenize(b"The quick brown fox jumps", add_bos=True)[:n], np.intc)
+    n = len(tokens)
+    try:
+        llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+        decode_at(llama, tokens, 0, scratch)
+        before = _save(llama_cpp, ctx, scratch)
+        llama_cpp.llama_memory_seq_add(mem, scratch, 0, n, delta)
+        decode_at(llama, tokens[-1:], n + delta, scratch)  # applies the K-shift
+        llama_cpp.llama_memory_seq_rm(mem, scratch, n + delta, -1)
+        after = _save(llama_cpp, ctx, scratch)
+    finally:
+        llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+    if before is None or after is None or len(before) != len(after):
+        return False
+    layout = mover.layout(before, len(before))
+    if layout is None or layout.cells != n:
+        return False
+    ours = mover.moved(before, len(before), layout, delta)
+    return mover.same(ours, after, len(before), layout)
+
+
+def _save(llama_cpp: Any, ctx: Any, seq: int) -> Any:
+    size = llama_cpp.llama_state_seq_get_size(ctx, seq)
+    buf = (ctypes.c_uint8 * size)()
+    return buf if size and llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq) == size else None
+
+
+def decode_at(llama: Any, tokens: npt.NDArray[np.intc], pos: int, seq: int) -> None:
+    """Decode ``tokens`` at positions ``pos ..`` in sequence ``seq`` (logits of the last)."""
+    import llama_cpp
+
+    batch = llama_cpp.llama_batch_init(len(tokens), 0, 1)
+    try:
+        batch.n_tokens = len(tokens)
+        for i, token in enumerate(tokens):
+            batch.token[i] = int(token)
+            batch.pos[i] = pos + i
+            batch.n_seq_id[i] = 1
+            batch.seq_id[i][0] = seq
+            batch.logits[i] = i == len(tokens) - 1
+        rc = llama_cpp.llama_decode(llama.ctx, batch)
+        if rc != 0:
+            raise RuntimeError(f"llama_decode returned {rc}")
+    finally:
+        llama_cpp.llama_batch_free(batch)
+
+
+def _u32(buf: npt.NDArray[np.uint8], at: int) -> int:
+    return int(np.frombuffer(buf, np.uint32, 1, at)[0])
+
+
+def _i32(buf: npt.NDArray[np.uint8], at: int) -> int:
+    return int(np.frombuffer(buf, np.int32, 1, at)[0])
+
+
+def _u64(buf: npt.NDArray[np.uint8], at: int) -> int:
+    return int(np.frombuffer(buf, np.uint64, 1, at)[0])
+
+
+def move_cells(llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: int) -> bool:
+    """Move sequence 0's cells at positions ``[p0, p1)`` by ``delta``, through ``scratch``.
+
+    False, with nothing changed, when the save is not in the mover's layout. Raises
+    RuntimeError when llama.cpp refuses the moved cells back (they are gone from sequence 0).
+    """
+    import llama_cpp
+
+    ctx, mem = llama.ctx, llama._ctx.memory
+    llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+    llama_cpp.llama_memory_seq_cp(mem, 0, scratch, p0, p1)
+    try:
+        size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
+        data = (ctypes.c_uint8 * size)()
+        written = llama_cpp.llama_state_seq_get_data(ctx, data, size, scratch)
+    finally:
+        llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+    layout = mover.layout(data, written) if written == size else None
+    if layout is None or layout.cells != p1 - p0:
+        return False
+    moved = mover.moved(data, size, layout, delta)
+    llama_cpp.llama_memory_seq_rm(mem, 0, p0, p1)
+    try:
+        if llama_cpp.llama_state_seq_set_data(ctx, moved, size, scratch) == 0:
+            raise RuntimeError("llama.cpp refused moved KV cells")
+        llama_cpp.llama_memory_seq_cp(mem, scratch, 0, p0 + delta, p1 + delta)
+    finally:
+        llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
+    return True
