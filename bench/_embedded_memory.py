@@ -117,12 +117,27 @@ def memory_script(turns: int = MEMORY_TURNS) -> tuple[list[str], dict[int, int]]
 
 
 def run_memory_chat(weights: str, strategy: str, turns: int = MEMORY_TURNS) -> dict[str, Any]:
+    """One arm of (g). ``weights`` may end in ``+nosplice`` (KV splicing off) or ``+nomove``
+    (spliced pieces and shifted runs moved by llama.cpp's K-shift instead of in numpy)."""
+    weights, _, option = weights.partition("+")
+    backend = LlamaCppBackend(weights=weights, splice_bytes=0 if option == "nosplice" else None)
+    pieces = backend._model().pieces  # the process's one model: its mover is put back after
+    mover = pieces.mover
+    if option == "nomove":
+        pieces.mover = None
+    try:
+        return _memory_chat(backend, weights, strategy, turns)
+    finally:
+        pieces.mover = mover
+
+
+def _memory_chat(
+    backend: LlamaCppBackend, weights: str, strategy: str, turns: int
+) -> dict[str, Any]:
     from bench._recall_ablations import register
 
     register()  # the abl:* variants of recall-local
     texts, asked = memory_script(turns)
-    weights, _, option = weights.partition("+")  # "q8_0+nosplice": splicing off
-    backend = LlamaCppBackend(weights=weights, splice_bytes=0 if option == "nosplice" else None)
     backend.clear_cache()
     before = backend.cache_stats()
     session = ChatSession(

@@ -310,8 +310,11 @@ recalled). Every turn is counted in the time to first token. "Tokens read" count
 model evaluated: spliced tokens are not read. "After-turn work" is `session.upkeep()`, which
 every face runs once the reply has been sent, while the user reads it (indexing the round;
 with splicing, reading the round's lines and the reply's end ahead); it is not in the time to
-first token. `+nosplice`: `splice_bytes=0` (`MEMCHAT_KV_SPLICE_MB=0`). Generated data, written
-for this benchmark; the real-chat recall numbers are in the recall section.
+first token. `+nosplice`: `splice_bytes=0` (`MEMCHAT_KV_SPLICE_MB=0`). `+nomove`: spliced lines
+and shifted runs are moved by llama.cpp (`llama_memory_seq_add`, whose key re-rotation at the
+next decode passes over all 8,192 cells of the cache) instead of in numpy (`_llama_rope`, the
+default). `abl:local-gate-1.0`: recall-local with a relevance gate of 1.0. Generated data,
+written for this benchmark; the real-chat recall numbers are in the recall section.
 
 {_run_line(data.get("memory_run"))}{chr(10).join(rows)}
 {_targets(arms)}"""

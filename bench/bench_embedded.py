@@ -56,12 +56,15 @@ from memchat.backends.llama_cpp import LlamaCppBackend  # noqa: E402
 from memchat.core import CacheAware, TokenBudget  # noqa: E402
 from memchat.strategies import make_strategy  # noqa: E402
 
-MEMORY_ARMS = [  # (g): weights x strategy; "+nosplice": KV splicing off
+MEMORY_ARMS = [  # (g): weights x strategy; "+nosplice": KV splicing off; "+nomove": KV cells
+    # moved by llama.cpp's K-shift, not in numpy; abl:local-gate-1.0: recall-local with a gate
     ("original", "cache"),
     ("q8_0", "cache"),
     ("original", "recall-local"),
     ("q8_0", "recall-local"),
     ("q8_0+nosplice", "recall-local"),
+    ("q8_0+nomove", "recall-local"),
+    ("q8_0", "abl:local-gate-1.0"),
 ]
 
 

@@ -2,12 +2,14 @@
 
 Why: when memory trims the oldest rounds, the new prompt is the old one with spans removed plus
 a new tail. Re-reading it costs seconds on a CPU; removing the spans from llama.cpp's KV cache
-(``llama_memory_seq_rm``) and sliding the later positions down (``llama_memory_seq_add``, which
-re-rotates the keys) costs milliseconds. The kept tokens keep the keys and values they were
-computed with, i.e. they still "saw" the removed text; llama.cpp's own context shift makes the
-same trade. docs/benchmarks/embedded.md measures how often the greedy answer differs.
+(``llama_memory_seq_rm``) and sliding the later positions down (their keys rotated in numpy,
+``_llama_rope``; else ``llama_memory_seq_add``) costs milliseconds. The kept tokens keep the keys
+and values they were computed with, i.e. they still "saw" the removed text; llama.cpp's own
+context shift makes the same trade. docs/benchmarks/embedded.md measures how often the greedy
+answer differs.
 
-Everything here works on sequence 0, the only sequence ``llama_cpp.Llama`` uses.
+Everything here works on sequence 0, the only sequence ``llama_cpp.Llama`` uses (and on the
+scratch sequence splicing adds, to move runs through it).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._llama_rope import Mover, move_cells
+from ._llama_rope import Mover, Spare, move_cells
 
 __all__ = [
     "CacheStats",
@@ -114,7 +116,12 @@ def plan_shift(cached: Tokens, prompt: Tokens, min_run: int = MIN_RUN) -> ShiftP
 
 
 def apply_shift(
-    llama: Any, plan: ShiftPlan, prompt: Tokens, mover: Mover | None = None, scratch: int = 1
+    llama: Any,
+    plan: ShiftPlan,
+    prompt: Tokens,
+    mover: Mover | None = None,
+    scratch: int = 1,
+    spare: Spare | None = None,
 ) -> bool:
     """Carry out ``plan`` on the model's KV cache and its token bookkeeping.
 
@@ -147,8 +154,9 @@ def apply_shift(
         if run.dst == run.src:
             continue
         try:
-            if mover is not None and run.length * MOVE_SHARE <= llama._n_ctx:
-                if move_cells(llama, mover, scratch, run.src, run.src_end, run.dst - run.src):
+            if mover is not None and spare is not None and run.length * MOVE_SHARE <= llama._n_ctx:
+                delta = run.dst - run.src
+                if move_cells(llama, mover, scratch, run.src, run.src_end, delta, spare):
                     continue
         except RuntimeError:
             ok = False

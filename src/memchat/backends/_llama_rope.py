@@ -20,13 +20,15 @@ llama.cpp's own K-shift; the fallback is taken when it disagrees.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Layout", "Mover", "decode_at", "move_cells", "mover_for"]
+__all__ = ["Layout", "Mover", "Spare", "decode_at", "move_cells", "mover_for"]
 
 _F16 = 1  # GGML_TYPE_F16
 _ROPE_NORM, _ROPE_NEOX = 0, 2  # LLAMA_ROPE_TYPE_*: pairs (2i, 2i+1) or (i, i + n_rot/2)
@@ -44,6 +46,19 @@ class Layout:
     pos: int  # offset of the first cell's position; one every _CELL bytes
     keys: int  # offset of layer 0's first key row
     layer_stride: int  # bytes from one layer's first key row to the next one's
+
+
+class Spare:
+    """A byte buffer used again and again: a moved copy lives only until llama.cpp has read it,
+    and a new buffer of a few MB costs more in page faults than moving the cells in it."""
+
+    def __init__(self) -> None:
+        self._buf: Any = None
+
+    def get(self, size: int) -> Any:
+        if self._buf is None or len(self._buf) < size:
+            self._buf = (ctypes.c_uint8 * size)()
+        return self._buf
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,16 +106,22 @@ class Mover:
                 end += 12 + _u64(buf, end + 4) * cells
         return Layout(cells, 16, at + 12, stride) if end == size else None
 
-    def moved(self, data: Any, size: int, layout: Layout, delta: int) -> Any:
-        """A copy of the saved sequence with every position and key moved by ``delta``."""
-        out = (ctypes.c_uint8 * size)()
+    def moved(self, data: Any, size: int, layout: Layout, delta: int, out: Any = None) -> Any:
+        """A copy of the saved sequence with every position and key moved by ``delta``, in
+        ``out`` (a buffer of at least ``size`` bytes: ``Spare``; default a new one)."""
+        if out is None:
+            out = (ctypes.c_uint8 * size)()
         ctypes.memmove(out, data, size)
+        self.move(out, size, layout, delta)
+        return out
+
+    def move(self, data: Any, size: int, layout: Layout, delta: int) -> None:
+        """Move the saved sequence in ``data`` by ``delta``, in place."""
         if delta:
-            buf = np.frombuffer(memoryview(out), dtype=np.uint8)
+            buf = np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8, count=size)
             pos = np.ndarray((layout.cells,), np.int32, buf, layout.pos, (_CELL,))
             pos += delta
             self._rotate(self._rows(buf, layout), delta)
-        return out
 
     def same(self, ours: Any, theirs: Any, size: int, layout: Layout) -> bool:
         """Whether two saves of one sequence hold the same cells: positions and values equal,
@@ -135,12 +156,13 @@ class Mover:
     def _rotate(self, rows: npt.NDArray[np.float16], delta: int) -> None:
         """Rotate the first ``n_rot`` dimensions of each head by ``delta`` positions, in place.
 
-        One pass each way between f16 and f32, the rotation as a complex product: ~8x faster
-        than rotating strided f16 pairs (a piece is moved on every turn that splices it).
+        One pass each way between f16 and f32 (ggml's SIMD conversions: numpy's f32 -> f16
+        cast is ~10x slower), the rotation as one complex product (a piece is moved on every
+        turn that splices it: ~1,000 cells on a recalling turn).
         """
         half = self.n_rot // 2
         turn = np.exp(1j * delta * self.inv_freq).astype(np.complex64)
-        keys = rows.astype(np.float32).reshape(*rows.shape[:2], self.heads, self.head_dim)
+        keys = _f32(rows).reshape(*rows.shape[:2], self.heads, self.head_dim)
         if self.neox:  # pairs (i, i + n_rot/2)
             z = keys[..., :half] + 1j * keys[..., half : self.n_rot]
             z *= turn
@@ -149,7 +171,7 @@ class Mover:
             rot = np.ascontiguousarray(keys[..., : self.n_rot]).view(np.complex64)
             rot *= turn
             keys[..., : self.n_rot] = rot.view(np.float32)
-        rows[...] = keys.reshape(rows.shape)
+        _put_f16(keys.reshape(rows.shape), rows)
 
 
 def mover_for(llama: Any, scratch: int) -> Mover | None:
@@ -255,6 +277,46 @@ def decode_at(llama: Any, tokens: npt.NDArray[np.intc], pos: int, seq: int) -> N
         llama_cpp.llama_batch_free(batch)
 
 
+@functools.cache
+def _ggml_cpu() -> Any:
+    """ggml-cpu's row conversions between f16 and f32 (ggml-cpu.h), None if not found."""
+    try:
+        import llama_cpp
+        from llama_cpp._ctypes_extensions import load_shared_library
+
+        lib = load_shared_library("ggml-cpu", Path(llama_cpp.__file__).parent / "lib")
+        for name in ("ggml_cpu_fp16_to_fp32", "ggml_cpu_fp32_to_fp16"):
+            fn = getattr(lib, name)
+            fn.argtypes, fn.restype = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64], None
+    except (ImportError, OSError, AttributeError, RuntimeError, FileNotFoundError):
+        return None
+    return lib
+
+
+def _f32(rows: npt.NDArray[np.float16]) -> npt.NDArray[np.float32]:
+    """(layer, cell, row) f16 rows, each layer contiguous, as one contiguous f32 array."""
+    out = np.empty(rows.shape, np.float32)
+    lib = _ggml_cpu()
+    if lib is None:
+        out[...] = rows
+        return out
+    for layer in range(rows.shape[0]):
+        src = rows[layer]
+        lib.ggml_cpu_fp16_to_fp32(src.ctypes.data, out[layer].ctypes.data, src.size)
+    return out
+
+
+def _put_f16(values: npt.NDArray[np.float32], rows: npt.NDArray[np.float16]) -> None:
+    """Write contiguous f32 ``values`` into (layer, cell, row) f16 ``rows`` (rounded to even)."""
+    lib = _ggml_cpu()
+    if lib is None:
+        rows[...] = values
+        return
+    for layer in range(rows.shape[0]):
+        dst = rows[layer]
+        lib.ggml_cpu_fp32_to_fp16(values[layer].ctypes.data, dst.ctypes.data, dst.size)
+
+
 def _u32(buf: npt.NDArray[np.uint8], at: int) -> int:
     return int(np.frombuffer(buf, np.uint32, 1, at)[0])
 
@@ -267,7 +329,9 @@ def _u64(buf: npt.NDArray[np.uint8], at: int) -> int:
     return int(np.frombuffer(buf, np.uint64, 1, at)[0])
 
 
-def move_cells(llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: int) -> bool:
+def move_cells(
+    llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: int, spare: Spare
+) -> bool:
     """Move sequence 0's cells at positions ``[p0, p1)`` by ``delta``, through ``scratch``.
 
     False, with nothing changed, when the save is not in the mover's layout. Raises
@@ -280,17 +344,17 @@ def move_cells(llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: 
     llama_cpp.llama_memory_seq_cp(mem, 0, scratch, p0, p1)
     try:
         size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
-        data = (ctypes.c_uint8 * size)()
+        data = spare.get(size)
         written = llama_cpp.llama_state_seq_get_data(ctx, data, size, scratch)
     finally:
         llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
     layout = mover.layout(data, written) if written == size else None
     if layout is None or layout.cells != p1 - p0:
         return False
-    moved = mover.moved(data, size, layout, delta)
+    mover.move(data, size, layout, delta)
     llama_cpp.llama_memory_seq_rm(mem, 0, p0, p1)
     try:
-        if llama_cpp.llama_state_seq_set_data(ctx, moved, size, scratch) == 0:
+        if llama_cpp.llama_state_seq_set_data(ctx, data, size, scratch) == 0:
             raise RuntimeError("llama.cpp refused moved KV cells")
         llama_cpp.llama_memory_seq_cp(mem, scratch, 0, p0 + delta, p1 + delta)
     finally:

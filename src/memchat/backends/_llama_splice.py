@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._llama_cache import Tokens, _set_tokens, common_prefix
-from ._llama_rope import Layout, Mover, decode_at
+from ._llama_rope import Layout, Mover, Spare, decode_at
 
 __all__ = ["MIN_PIECE", "Piece", "PieceStore", "splice", "splice_supported"]
 
@@ -78,6 +78,7 @@ class PieceStore:
     def __init__(self, max_bytes: int, mover: Mover | None = None) -> None:
         self.max_bytes = max_bytes
         self.mover = mover  # where pieces' positions and keys are, to move them in numpy
+        self.spare = Spare()  # where a piece is moved before it is restored
         self._pieces: OrderedDict[bytes, Piece] = OrderedDict()
         self._by_head: dict[bytes, set[bytes]] = {}
         self._bytes = 0
@@ -207,7 +208,7 @@ def splice(llama: Any, store: PieceStore, prompt: Tokens, end: int) -> int:
         at, piece, m = found
         if at > placed:  # read the gap first: positions must follow on in the live sequence
             llama.eval(prompt[placed:at].tolist())
-        if not _restore(llama_cpp, llama, mem, store.mover, piece, at, m):
+        if not _restore(llama_cpp, llama, mem, store, piece, at, m):
             break
         spliced += m
         store.spliced += 1
@@ -219,13 +220,14 @@ def splice(llama: Any, store: PieceStore, prompt: Tokens, end: int) -> int:
 
 
 def _restore(
-    llama_cpp: Any, llama: Any, mem: Any, mover: Mover | None, piece: Piece, at: int, m: int
+    llama_cpp: Any, llama: Any, mem: Any, store: PieceStore, piece: Piece, at: int, m: int
 ) -> bool:
     """Put ``m`` of the piece's cells into the live sequence at positions ``at ..``."""
-    ctx = llama.ctx
+    ctx, mover = llama.ctx, store.mover
     data, delta = piece.data, at - piece.offset
     if delta and mover is not None and piece.layout is not None:
-        data, delta = mover.moved(piece.data, piece.size, piece.layout, delta), 0
+        out = store.spare.get(piece.size)
+        data, delta = mover.moved(piece.data, piece.size, piece.layout, delta, out), 0
     llama_cpp.llama_memory_seq_rm(mem, SCRATCH, -1, -1)
     if llama_cpp.llama_state_seq_set_data(ctx, data, piece.size, SCRATCH) == 0:
         llama_cpp.llama_memory_seq_rm(mem, SCRATCH, -1, -1)

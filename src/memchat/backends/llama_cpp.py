@@ -7,7 +7,8 @@ its KV cache is reused across turns three ways:
 
 * prefix reuse: an unchanged prompt prefix is not read again (llama-cpp-python does this);
 * shifting: when memory trims spans from the front or middle of what the model holds, those
-  tokens are removed from the cache and the rest slides down, instead of re-reading it all;
+  tokens are removed from the cache and the rest slides down, instead of re-reading it all
+  (moved in numpy, ``_llama_rope``: llama.cpp's own move re-rotates every cell of the cache);
 * a cache per conversation (``GenerationParams.cache_key``): switching conversations saves the
   live cache and restores the other one's, in an LRU bounded by ``cache_bytes``;
 * splicing: text read ahead with ``precompute`` (recall-block lines, in idle time) is put into
@@ -311,7 +312,10 @@ class LlamaCppBackend:
         if self.shift:
             held = int(llama.n_tokens)
             plan = plan_shift(llama.input_ids[:held], prompt)
-            if plan is not None and apply_shift(llama, plan, prompt, model.pieces.mover, SCRATCH):
+            pieces = model.pieces  # its mover moves runs in numpy, without a K-shift
+            if plan is not None and apply_shift(
+                llama, plan, prompt, pieces.mover, SCRATCH, pieces.spare
+            ):
                 convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
         if len(model.pieces) and self.splicing:
