@@ -11,7 +11,8 @@ import pytest
 from tests.contract.test_kv_shift import argmaxes, chat, kv_positions, last_usage
 from tests.contract.test_kv_splice import old_messages, prompt_with
 
-from memchat.backends._llama_rope import _MAGIC, Mover
+from memchat import Message
+from memchat.backends._llama_rope import _MAGIC, Mover, _f32, _ggml_cpu, _put_f16
 from memchat.backends.llama_cpp import _NO_KEY, LlamaCppBackend
 from memchat.core.memory.recall import RECALL_LEAD, block_pieces
 
@@ -117,6 +118,17 @@ def test_a_save_in_another_layout_is_left_to_llama_cpp() -> None:
     assert mover.layout(bad, size) is None
 
 
+def test_the_f16_conversions_are_ggml_cpus_and_round_like_numpy() -> None:
+    assert _ggml_cpu() is not None  # else every move converts with numpy, ~10x slower
+    rng = np.random.default_rng(3)
+    values = rng.normal(size=(3, 50, 24)) * rng.choice([1e-6, 1.0, 300.0], (3, 50, 24))
+    values = values.astype(np.float32)
+    store = np.zeros((3, 60, 24), np.float16)[:, 5:55]  # layers apart, each one contiguous
+    _put_f16(values, store)
+    assert np.array_equal(store.view(np.uint16), values.astype(np.float16).view(np.uint16))
+    assert np.array_equal(_f32(store), store.astype(np.float32))
+
+
 # -- the embedded model (tests marked ``model``) -----------------------------------------------
 
 
@@ -150,14 +162,23 @@ def spliced_then_read(backend: LlamaCppBackend, prompt: np.ndarray) -> tuple[np.
     return first, argmaxes(model.llama, None)
 
 
+def checked_mover(backend: LlamaCppBackend) -> None:
+    """Run the mover's one check (idle work after a turn: ``prefill``/``precompute``)."""
+    backend.prefill([Message("system", "Be brief."), Message("user", "Hi")])
+    assert backend._model().pieces.mover is not None  # the shipped model's moves agree
+
+
 @pytest.mark.model
-def test_the_shipped_model_moves_cells_in_numpy(fresh: LlamaCppBackend) -> None:
-    # checked at load against llama.cpp's own K-shift (mover_for); a failed check gives None
-    assert fresh._model().pieces.mover is not None
+def test_the_shipped_model_moves_cells_in_numpy_once_checked(fresh: LlamaCppBackend) -> None:
+    pieces = fresh._model().pieces
+    if pieces.mover is None:  # not checked yet in this process: shifts and splices use
+        assert pieces._unchecked is not None  # llama.cpp's K-shift until the first idle time
+    checked_mover(fresh)
 
 
 @pytest.mark.model
 def test_a_piece_moved_in_numpy_reads_like_one_moved_by_llama_cpp(fresh: LlamaCppBackend) -> None:
+    checked_mover(fresh)
     prompt = fresh.prompt_tokens(prompt_with(old_messages(), "Which city did my sister move to?"))
     ours, our_tokens = spliced_then_read(fresh, prompt)
     with without_mover(fresh):
@@ -181,9 +202,30 @@ def test_a_shift_moved_in_numpy_reads_like_one_moved_by_llama_cpp(fresh: LlamaCp
         llama.eval(prompt[reused:].tolist())
         return logits(fresh), argmaxes(llama, None)
 
+    checked_mover(fresh)
     ours, our_tokens = shifted()
     with without_mover(fresh):
         theirs, their_tokens = shifted()
     fresh.clear_cache()
     assert our_tokens == their_tokens
     assert np.abs(ours - theirs).max() < 0.05 * np.abs(theirs).max()
+
+
+@pytest.mark.model
+def test_moved_cells_llama_cpp_refuses_fall_back_to_reading(
+    fresh: LlamaCppBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import llama_cpp
+
+    checked_mover(fresh)
+    last_usage(fresh, chat(0, 8, "Tell me about clouds."))
+    prompt = fresh.prompt_tokens(chat(3, 8, "Which topic came last?"))
+    monkeypatch.setattr(llama_cpp, "llama_state_seq_set_data", lambda *args: 0)
+    reused = fresh._prepare(fresh._model(), prompt, _NO_KEY)
+    monkeypatch.undo()
+    held = fresh.cached_tokens()
+    assert held == prompt[: len(held)].tolist()  # the common prefix: the rest is read
+    assert reused == len(held) < 40
+    assert kv_positions(fresh) == (0, len(held) - 1)
+    usage = last_usage(fresh, chat(3, 8, "Which topic came last?"))
+    assert usage.cached_tokens == reused

@@ -239,7 +239,7 @@ def _load(path: Path, *, n_ctx: int, n_threads: int | None, verbose: bool) -> Lo
             source, eos_token=eos, bos_token=bos, add_generation_prompt=False
         ),
         conversations=ConversationCache(0),
-        pieces=PieceStore(0, mover_for(llama, SCRATCH) if can_splice else None),
+        pieces=PieceStore(0, mover_for(llama) if can_splice else None),
         can_splice=can_splice,
     )
 

@@ -13,8 +13,8 @@ left for llama.cpp to rotate.
 
 Only the layout this llama.cpp writes is handled: one stream, one sequence per cell, f16 keys,
 NORM or NEOX RoPE without scaling. Anything else gives no ``Mover`` and callers fall back to
-``llama_memory_seq_add``. ``mover_for`` checks the rotation once per model, at load, against
-llama.cpp's own K-shift; the fallback is taken when it disagrees.
+``llama_memory_seq_add``. ``checked`` compares the rotation once per model, in idle time, with
+llama.cpp's own K-shift; the fallback is taken until then, and for good when they disagree.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["Layout", "Mover", "Spare", "decode_at", "move_cells", "mover_for"]
+__all__ = ["Layout", "Mover", "Spare", "checked", "decode_at", "move_cells", "mover_for"]
 
 _F16 = 1  # GGML_TYPE_F16
 _ROPE_NORM, _ROPE_NEOX = 0, 2  # LLAMA_ROPE_TYPE_*: pairs (2i, 2i+1) or (i, i + n_rot/2)
@@ -174,14 +174,13 @@ class Mover:
         _put_f16(keys.reshape(rows.shape), rows)
 
 
-def mover_for(llama: Any, scratch: int) -> Mover | None:
-    """A checked mover for this context's model (None: its RoPE or its saves are not ones the
-    mover knows, or moving a few cells in numpy disagreed with llama.cpp's K-shift).
+def checked(llama: Any, mover: Mover | None, scratch: int) -> Mover | None:
+    """``mover`` if moving a few cells with it agrees with llama.cpp's own K-shift, else None.
 
-    The check reads a few tokens in ``scratch``, moves them both ways, and compares the saves;
-    it costs one K-shift, at load.
+    The check reads a few tokens in ``scratch``, moves them both ways, and compares the saves.
+    It costs ~0.2-0.4 s (a first decode in the scratch sequence and one K-shift), so callers
+    run it once, in idle time (``PieceStore.check``).
     """
-    mover = _mover(llama)
     if mover is None:
         return None
     try:
@@ -190,7 +189,9 @@ def mover_for(llama: Any, scratch: int) -> Mover | None:
         return None
 
 
-def _mover(llama: Any) -> Mover | None:
+def mover_for(llama: Any) -> Mover | None:
+    """A mover for this context's model, not checked yet (``checked``); None when its RoPE
+    or its KV cache is not one the mover knows."""
     import llama_cpp
 
     model = llama._model.model

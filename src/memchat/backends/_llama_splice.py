@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ._llama_cache import Tokens, _set_tokens, common_prefix
-from ._llama_rope import Layout, Mover, Spare, decode_at
+from ._llama_rope import Layout, Mover, Spare, checked, decode_at
 
 __all__ = ["MIN_PIECE", "Piece", "PieceStore", "splice", "splice_supported"]
 
@@ -77,7 +77,9 @@ class PieceStore:
 
     def __init__(self, max_bytes: int, mover: Mover | None = None) -> None:
         self.max_bytes = max_bytes
-        self.mover = mover  # where pieces' positions and keys are, to move them in numpy
+        self.mover: Mover | None = None
+        """Moves pieces (and shifted runs) in numpy once ``check`` has found it right."""
+        self._unchecked = mover
         self.spare = Spare()  # where a piece is moved before it is restored
         self._pieces: OrderedDict[bytes, Piece] = OrderedDict()
         self._by_head: dict[bytes, set[bytes]] = {}
@@ -85,6 +87,12 @@ class PieceStore:
         self.made = 0
         self.spliced = 0
         self.spliced_tokens = 0
+
+    def check(self, llama: Any) -> None:
+        """Check the mover against llama.cpp, the first time only (idle time: ~0.3 s)."""
+        if self._unchecked is not None:
+            mover, self._unchecked = self._unchecked, None
+            self.mover = checked(llama, mover, SCRATCH)
 
     def __len__(self) -> int:
         return len(self._pieces)

@@ -240,6 +240,7 @@ class LlamaCppBackend:
         with _hold(model), _map_errors("reading ahead"):
             model.pieces.max_bytes = self.splice_bytes  # the latest backend's ceiling applies
             llama, pieces = model.llama, model.pieces
+            pieces.check(llama)  # once per model: moving pieces in numpy is right here
             prefix = np.concatenate([model.system_opening(), model.tokens(after)])
             read = pieces.make(llama, prefix, prefix[:0])  # the lead itself: no gap read
             return read + sum(pieces.make(llama, model.tokens_followed(t), prefix) for t in texts)
@@ -271,6 +272,7 @@ class LlamaCppBackend:
                     compact(llama)
             else:  # no decode ran: a shift's key rotation may be pending, packing would lose it
                 convs.fragmented = False
+            model.pieces.check(llama)  # once per model, while the user reads
         return read
 
     # -- internals --------------------------------------------------------------------------
