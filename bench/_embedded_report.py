@@ -250,8 +250,9 @@ def weights_section(data: dict[str, Any]) -> str:
 
 The shipped Q4_1 file converted once with llama.cpp's quantizer (`llama_model_quantize`,
 `allow_requantize`; {q8["convert_s"]:.1f} s for Q8_0, cached in `$MEMCHAT_MODEL_CACHE`), each
-format measured in its own process (n_threads 2, n_ubatch 512, median of 3; resident = the
-process's RSS after loading and the reads, n_ctx 8192). Agreement: the
+format measured in three fresh processes, medians (n_threads 2, n_ubatch 512; reads: median
+of 3 in each; load: the file to a ready context; resident = the process's RSS after loading and
+the reads, n_ctx 8192). Agreement: the
 share of 16 teacher-forced greedy tokens equal to the original's, mean over {w["prompts"]}
 scripted prompts (min in brackets).
 

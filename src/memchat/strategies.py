@@ -60,8 +60,10 @@ LOCAL_RECALL = 1024
 LOCAL_SHARE = 0.8
 # recall-local has no relevance gate (RecallMemory.gate): a gate of 1.0 kept recall on the real
 # chats (0.660 at 1,000 tokens) and spared 34 % of their asking turns a recall block, but on the
-# generated chat of bench_embedded (g) it lost 6 of 50 facts (evidence 1.00 -> 0.88) and spared
-# only 9 of 115 recalls (docs/benchmarks.md, abl:local-gate-1.0)
+# generated chat of bench_embedded (g) it lost 1 of 50 facts (evidence 1.00 -> 0.98) and spared
+# 5 of 115 recalls, at the same median time to first token, 0.20 s: with spliced lines moved in
+# numpy a recall block costs ~40 ms, so there is little left for a gate to save
+# (docs/benchmarks.md, abl:local-gate-1.0)
 
 
 def window_strategy(rounds: int = 10) -> RoundWindow:
