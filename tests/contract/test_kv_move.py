@@ -12,7 +12,7 @@ from tests.contract.test_kv_shift import argmaxes, chat, kv_positions, last_usag
 from tests.contract.test_kv_splice import old_messages, prompt_with
 
 from memchat import Message
-from memchat.backends._llama_rope import _MAGIC, Mover, _f32, _ggml_cpu, _put_f16
+from memchat.backends._llama_rope import _MAGIC, Mover, _f32, _ggml_cpu, _put_f16, mover_for
 from memchat.backends.llama_cpp import _NO_KEY, LlamaCppBackend
 from memchat.core.memory.recall import RECALL_LEAD, block_pieces
 
@@ -229,3 +229,22 @@ def test_moved_cells_llama_cpp_refuses_fall_back_to_reading(
     assert kv_positions(fresh) == (0, len(held) - 1)
     usage = last_usage(fresh, chat(3, 8, "Which topic came last?"))
     assert usage.cached_tokens == reused
+
+
+@pytest.mark.model
+def test_a_mover_that_disagrees_is_dropped_and_said(
+    fresh: LlamaCppBackend, caplog: pytest.LogCaptureFixture
+) -> None:
+    from dataclasses import replace
+
+    from memchat.backends._llama_splice import PieceStore
+
+    llama = fresh._model().llama
+    good = PieceStore(0, mover_for(llama))
+    good.check(llama)
+    assert good.mover is not None
+    wrong = PieceStore(0, replace(mover_for(llama), neox=True))  # SmolLM2's RoPE pairs are NORM
+    with caplog.at_level("INFO", logger="memchat"):
+        wrong.check(llama)
+    assert wrong.mover is None
+    assert "llama.cpp's K-shift" in caplog.text

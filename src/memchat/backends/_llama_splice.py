@@ -21,6 +21,7 @@ which tokens the model holds: ``input_ids`` always equals the prompt's prefix.
 from __future__ import annotations
 
 import ctypes
+import logging
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any
@@ -36,6 +37,8 @@ MIN_PIECE = 3  # a shorter run is read (a line is at least "user: x")
 HEAD = 8  # pieces are looked up by their first HEAD tokens (all of a shorter piece)
 SCRATCH = 1  # the sequence pieces are read in and restored into
 _BATCH = 512
+
+log = logging.getLogger("memchat")
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +96,11 @@ class PieceStore:
         if self._unchecked is not None:
             mover, self._unchecked = self._unchecked, None
             self.mover = checked(llama, mover, SCRATCH)
+            if self.mover is None:
+                log.info(
+                    "KV cells of this model move by llama.cpp's K-shift (slower): moving "
+                    "them in numpy did not agree with it"
+                )
 
     def __len__(self) -> int:
         return len(self._pieces)
