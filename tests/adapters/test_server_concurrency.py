@@ -203,6 +203,34 @@ def test_a_failed_or_abandoned_stream_releases_its_conversation() -> None:
         assert len(r.store.load(cid)) == 6
 
 
+def test_a_client_may_send_again_as_soon_as_a_reply_fails() -> None:
+    # the conversation is marked free-soon before the failure is sent, streamed or JSON: the
+    # next request waits for the hold's release instead of a 409 (it raced before)
+    backend = ScriptedBackend(replies=[], default="fine, thanks")
+    with Running(backend) as r:
+        client = r.client()
+        raw = client.chat.completions.with_raw_response.create(
+            model="m",
+            messages=USER,
+            extra_body={"conversation": "new"},  # type: ignore[arg-type]
+        )
+        cid = raw.headers[HEADER]
+        for stream in (True, False) * 4:
+            backend.fail_after = (1, BackendUnavailable("upstream died"))
+            with pytest.raises(openai.APIError, match="upstream died"):
+                answer = client.chat.completions.create(
+                    model="m",
+                    messages=USER,
+                    stream=stream,
+                    extra_headers={HEADER: cid},  # type: ignore[arg-type]
+                )
+                if stream:
+                    list(answer)  # type: ignore[arg-type]
+            backend.fail_after = None
+            client.chat.completions.create(model="m", messages=USER, extra_headers={HEADER: cid})  # type: ignore[arg-type]
+        assert len(r.store.load(cid)) == 2 + 2 * 8  # the failed turns kept nothing
+
+
 def test_a_client_gone_before_a_json_reply_stops_it_uncommitted() -> None:
     backend = ScriptedBackend(replies=["first", "slow " * 100], chunk_size=1, delay=0.01)
     with Running(backend) as r:

@@ -111,10 +111,16 @@ class Turn(Response):
         turn's context record is stored, so ``GET .../context`` read after the reply (on any
         worker) shows this turn, not the one before."""
         if reply.done and self.session.conversation_id is not None:  # stateless: thrown away
-            self.hold.reply_done()
-            self.hold.upkeep()
+            self._reply_over()
             self._committed = True
             self._record()
+
+    def _reply_over(self) -> None:
+        """On the worker thread, before the client hears that the reply ended (whole or
+        failed): a request sent as soon as it does now waits for this one's end, not a 409."""
+        if self.session.conversation_id is not None:
+            self.hold.reply_done()
+            self.hold.upkeep()
 
     def _end(self, upkeep: bool) -> None:
         """On a worker thread: the turn's memory upkeep, then release the conversation (in
@@ -154,11 +160,15 @@ class Turn(Response):
 
     def _complete(self, stop: threading.Event) -> Reply:
         """On the worker thread: the whole reply; a client gone meanwhile stops it uncommitted."""
-        reply = self.reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
-        with closing(reply):
-            for _ in reply:
-                if stop.is_set():
-                    break
+        try:
+            reply = self.reply = self.session.send(self.chat.messages[-1].content, self.chat.params)
+            with closing(reply):
+                for _ in reply:
+                    if stop.is_set():
+                        break
+        except MemchatError:
+            self._reply_over()
+            raise
         self._turn_ended(reply)
         return reply
 
@@ -207,9 +217,11 @@ class Turn(Response):
             self._turn_ended(reply)
             emit(_End(reply))
         except MemchatError as exc:
+            self._reply_over()
             emit(_Failure(api_error(exc)))
         except Exception:  # a bug: log it, tell the client, never a hung stream
             log.exception("the reply failed")
+            self._reply_over()
             emit(_Failure(ApiError(500, "the server failed", "server_error", type="server_error")))
         finally:
             pieces.end()
