@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ._llama_rope import Mover, Spare, move_cells
+from ._llama_rope import Mover, move_cells
 
 __all__ = [
     "CacheStats",
@@ -116,12 +116,7 @@ def plan_shift(cached: Tokens, prompt: Tokens, min_run: int = MIN_RUN) -> ShiftP
 
 
 def apply_shift(
-    llama: Any,
-    plan: ShiftPlan,
-    prompt: Tokens,
-    mover: Mover | None = None,
-    scratch: int = 1,
-    spare: Spare | None = None,
+    llama: Any, plan: ShiftPlan, prompt: Tokens, mover: Mover | None = None, scratch: int = 1
 ) -> bool:
     """Carry out ``plan`` on the model's KV cache and its token bookkeeping.
 
@@ -151,17 +146,17 @@ def apply_shift(
             ok = llama_cpp.llama_memory_seq_rm(mem, 0, prev.src_end, run.src)
         prev = run
     for run in plan.runs[1:] if ok else ():
-        if run.dst == run.src:
+        delta = run.dst - run.src
+        if not delta:
             continue
         try:
-            if mover is not None and spare is not None and run.length * MOVE_SHARE <= llama._n_ctx:
-                delta = run.dst - run.src
-                if move_cells(llama, mover, scratch, run.src, run.src_end, delta, spare):
+            if mover is not None and run.length * MOVE_SHARE <= llama._n_ctx:
+                if move_cells(llama, mover, scratch, run.src, run.src_end, delta):
                     continue
         except RuntimeError:
             ok = False
             break
-        llama_cpp.llama_memory_seq_add(mem, 0, run.src, run.src_end, run.dst - run.src)
+        llama_cpp.llama_memory_seq_add(mem, 0, run.src, run.src_end, delta)
     if not ok:
         if mem is not None:
             llama_cpp.llama_memory_seq_rm(mem, 0, head, -1)

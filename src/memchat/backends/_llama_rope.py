@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import ctypes
 import functools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +71,8 @@ class Mover:
     n_rot: int
     neox: bool
     inv_freq: npt.NDArray[np.float64]  # base ** (-2i / n_rot), i < n_rot / 2
+    spare: Spare = field(default_factory=Spare, compare=False, repr=False)
+    """Where cells are moved on their way back into the cache (the caller holds the lock)."""
 
     @property
     def row(self) -> int:
@@ -108,7 +110,7 @@ class Mover:
 
     def moved(self, data: Any, size: int, layout: Layout, delta: int, out: Any = None) -> Any:
         """A copy of the saved sequence with every position and key moved by ``delta``, in
-        ``out`` (a buffer of at least ``size`` bytes: ``Spare``; default a new one)."""
+        ``out`` (a buffer of at least ``size`` bytes, e.g. ``spare``; default a new one)."""
         if out is None:
             out = (ctypes.c_uint8 * size)()
         ctypes.memmove(out, data, size)
@@ -236,26 +238,30 @@ def _agrees(llama: Any, mover: Mover, scratch: int) -> bool:
     try:
         llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
         decode_at(llama, tokens, 0, scratch)
-        before = _save(llama_cpp, ctx, scratch)
+        before, size = _save(llama_cpp, ctx, scratch)
         llama_cpp.llama_memory_seq_add(mem, scratch, 0, n, delta)
         decode_at(llama, tokens[-1:], n + delta, scratch)  # applies the K-shift
         llama_cpp.llama_memory_seq_rm(mem, scratch, n + delta, -1)
-        after = _save(llama_cpp, ctx, scratch)
+        after, size_after = _save(llama_cpp, ctx, scratch)
     finally:
         llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
-    if before is None or after is None or len(before) != len(after):
+    if before is None or after is None or size != size_after:
         return False
-    layout = mover.layout(before, len(before))
+    layout = mover.layout(before, size)
     if layout is None or layout.cells != n:
         return False
-    ours = mover.moved(before, len(before), layout, delta)
-    return mover.same(ours, after, len(before), layout)
+    ours = mover.moved(before, size, layout, delta)
+    return mover.same(ours, after, size, layout)
 
 
-def _save(llama_cpp: Any, ctx: Any, seq: int) -> Any:
+def _save(llama_cpp: Any, ctx: Any, seq: int, spare: Spare | None = None) -> tuple[Any, int]:
+    """Sequence ``seq`` saved, in ``spare`` (default a new buffer), and its size; (None, 0)
+    when it is empty or the save falls short."""
     size = llama_cpp.llama_state_seq_get_size(ctx, seq)
-    buf = (ctypes.c_uint8 * size)()
-    return buf if size and llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq) == size else None
+    buf = spare.get(size) if spare is not None else (ctypes.c_uint8 * size)()
+    if not size or llama_cpp.llama_state_seq_get_data(ctx, buf, size, seq) != size:
+        return None, 0
+    return buf, size
 
 
 def decode_at(llama: Any, tokens: npt.NDArray[np.intc], pos: int, seq: int) -> None:
@@ -330,9 +336,7 @@ def _u64(buf: npt.NDArray[np.uint8], at: int) -> int:
     return int(np.frombuffer(buf, np.uint64, 1, at)[0])
 
 
-def move_cells(
-    llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: int, spare: Spare
-) -> bool:
+def move_cells(llama: Any, mover: Mover, scratch: int, p0: int, p1: int, delta: int) -> bool:
     """Move sequence 0's cells at positions ``[p0, p1)`` by ``delta``, through ``scratch``.
 
     False, with nothing changed, when the save is not in the mover's layout. Raises
@@ -344,12 +348,10 @@ def move_cells(
     llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
     llama_cpp.llama_memory_seq_cp(mem, 0, scratch, p0, p1)
     try:
-        size = llama_cpp.llama_state_seq_get_size(ctx, scratch)
-        data = spare.get(size)
-        written = llama_cpp.llama_state_seq_get_data(ctx, data, size, scratch)
+        data, size = _save(llama_cpp, ctx, scratch, mover.spare)
     finally:
         llama_cpp.llama_memory_seq_rm(mem, scratch, -1, -1)
-    layout = mover.layout(data, written) if written == size else None
+    layout = mover.layout(data, size) if data is not None else None
     if layout is None or layout.cells != p1 - p0:
         return False
     mover.move(data, size, layout, delta)

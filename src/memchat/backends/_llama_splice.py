@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from ._llama_cache import Tokens, _set_tokens, common_prefix
-from ._llama_rope import Layout, Mover, Spare, checked, decode_at
+from ._llama_rope import Layout, Mover, checked, decode_at
 
 __all__ = ["MIN_PIECE", "Piece", "PieceStore", "splice", "splice_supported"]
 
@@ -83,7 +83,6 @@ class PieceStore:
         self.mover: Mover | None = None
         """Moves pieces (and shifted runs) in numpy once ``check`` has found it right."""
         self._unchecked = mover
-        self.spare = Spare()  # where a piece is moved before it is restored
         self._pieces: OrderedDict[bytes, Piece] = OrderedDict()
         self._by_head: dict[bytes, set[bytes]] = {}
         self._bytes = 0
@@ -242,7 +241,7 @@ def _restore(
     ctx, mover = llama.ctx, store.mover
     data, delta = piece.data, at - piece.offset
     if delta and mover is not None and piece.layout is not None:
-        out = store.spare.get(piece.size)
+        out = mover.spare.get(piece.size)
         data, delta = mover.moved(piece.data, piece.size, piece.layout, delta, out), 0
     llama_cpp.llama_memory_seq_rm(mem, SCRATCH, -1, -1)
     if llama_cpp.llama_state_seq_set_data(ctx, data, piece.size, SCRATCH) == 0:

@@ -314,10 +314,8 @@ class LlamaCppBackend:
         if self.shift:
             held = int(llama.n_tokens)
             plan = plan_shift(llama.input_ids[:held], prompt)
-            pieces = model.pieces  # its mover moves runs in numpy, without a K-shift
-            if plan is not None and apply_shift(
-                llama, plan, prompt, pieces.mover, SCRATCH, pieces.spare
-            ):
+            mover = model.pieces.mover  # moves runs in numpy, without a K-shift (once checked)
+            if plan is not None and apply_shift(llama, plan, prompt, mover, SCRATCH):
                 convs.note_shift(plan.removed, held)
         reused = common_prefix(llama.input_ids[: llama.n_tokens], prompt)
         if len(model.pieces) and self.splicing:
