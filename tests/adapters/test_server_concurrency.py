@@ -35,6 +35,16 @@ from memchat.core import (
 USER = [{"role": "user", "content": "hi"}]
 
 
+def new_conversation(client: openai.OpenAI) -> str:
+    """A stored conversation made by a first turn ("hi"): its id."""
+    raw = client.chat.completions.with_raw_response.create(
+        model="m",
+        messages=USER,
+        extra_body={"conversation": "new"},  # type: ignore[arg-type]
+    )
+    return raw.headers[HEADER]
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
@@ -119,12 +129,7 @@ async def test_fifty_streaming_clients_all_succeed_at_once(
 
 def test_two_sends_to_one_conversation_give_one_200_and_one_409(slow_upstream: Running) -> None:
     client = slow_upstream.client()
-    raw = client.chat.completions.with_raw_response.create(
-        model="m",
-        messages=USER,
-        extra_body={"conversation": "new"},  # type: ignore[arg-type]
-    )
-    cid = raw.headers[HEADER]
+    cid = new_conversation(client)
     results: list[Any] = []
 
     def send(text: str) -> None:
@@ -174,12 +179,7 @@ def test_a_failed_or_abandoned_stream_releases_its_conversation() -> None:
     backend = ScriptedBackend(replies=replies, chunk_size=1, delay=0.02, default="fine")
     with Running(backend, budget=Budget(4000, 500)) as r:
         client = r.client()
-        raw = client.chat.completions.with_raw_response.create(
-            model="m",
-            messages=USER,
-            extra_body={"conversation": "new"},  # type: ignore[arg-type]
-        )
-        cid = raw.headers[HEADER]
+        cid = new_conversation(client)
         body = {"messages": [{"role": "user", "content": "abandoned"}], "stream": True}
         with httpx.Client(base_url=r.url, timeout=10) as http:
             with http.stream("POST", "/chat/completions", json=body, headers={HEADER: cid}) as resp:
@@ -209,12 +209,7 @@ def test_a_client_may_send_again_as_soon_as_a_reply_fails() -> None:
     backend = ScriptedBackend(replies=[], default="fine, thanks")
     with Running(backend) as r:
         client = r.client()
-        raw = client.chat.completions.with_raw_response.create(
-            model="m",
-            messages=USER,
-            extra_body={"conversation": "new"},  # type: ignore[arg-type]
-        )
-        cid = raw.headers[HEADER]
+        cid = new_conversation(client)
         for stream in (True, False) * 4:
             backend.fail_after = (1, BackendUnavailable("upstream died"))
             with pytest.raises(openai.APIError, match="upstream died"):
@@ -235,10 +230,7 @@ def test_a_client_gone_before_a_json_reply_stops_it_uncommitted() -> None:
     backend = ScriptedBackend(replies=["first", "slow " * 100], chunk_size=1, delay=0.01)
     with Running(backend) as r:
         client = r.client()
-        raw = client.chat.completions.with_raw_response.create(
-            model="m", messages=USER, extra_body={"conversation": "new"}
-        )
-        cid = raw.headers[HEADER]
+        cid = new_conversation(client)
         impatient = openai.OpenAI(base_url=r.url, api_key="k", max_retries=0, timeout=0.3)
         with impatient, pytest.raises(openai.APITimeoutError):
             impatient.chat.completions.create(
@@ -285,10 +277,7 @@ def test_a_delete_during_the_upkeep_waits_for_it() -> None:
     _SlowUpkeep.gate.clear()
     _SlowUpkeep.upkeeps.clear()
     with Running(ScriptedBackend(default="fine"), session_class=_SlowUpkeep) as r:
-        raw = r.client().chat.completions.with_raw_response.create(
-            model="m", messages=USER, extra_body={"conversation": "new"}
-        )
-        cid = raw.headers[HEADER]
+        cid = new_conversation(r.client())
         threading.Timer(0.3, _SlowUpkeep.gate.set).start()
         deleting = r.http().delete(f"/conversations/{cid}")  # not while the upkeep runs
         assert deleting.status_code == 200 and deleting.json()["deleted"] is True
